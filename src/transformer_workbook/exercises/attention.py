@@ -1,0 +1,389 @@
+"""Chapter 1 exercises: softmax, scaled dot-product attention, spot the bug.
+
+Each known mistake is a real implementation of that mistake: the learner's
+code is diagnosed with it when the two behave the same on every case.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import attention as ref
+from .core import Case, Exercise, Mistake, register
+
+CHAPTER = "01_attention"
+
+
+def _randn(g: torch.Generator, *shape: int, scale: float = 1.0, dtype=torch.float32) -> torch.Tensor:
+    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+
+# ---------------------------------------------------------------------------
+# attention.softmax
+# ---------------------------------------------------------------------------
+
+
+def softmax_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    offsets = torch.tensor([[0.0], [-200.0], [-1000.0]])
+    with_inf = _randn(g, 3, 5)
+    with_inf[0, 1] = with_inf[2, 0] = with_inf[2, 4] = float("-inf")
+    return [
+        Case("2-D scores, default dim", (_randn(g, 4, 6),)),
+        Case("3-D batch, dim=-1", (_randn(g, 2, 3, 5),), {"dim": -1}),
+        Case("3-D batch, dim=1", (_randn(g, 2, 3, 5),), {"dim": 1}, frozenset({"dim"})),
+        Case("4-D, dim=0", (_randn(g, 3, 2, 4, 5),), {"dim": 0}, frozenset({"dim"})),
+        Case("1-D vector", (_randn(g, 7),)),
+        Case("large values (magnitude 1e4)", (_randn(g, 3, 5, scale=1e4),), {"dim": -1}),
+        Case("rows far apart (offsets 0, -200, -1000)", (_randn(g, 3, 4) + offsets,), {"dim": -1}),
+        Case("scores with some -inf (masked) entries", (with_inf,), {"dim": -1}),
+        Case("float64 input", (_randn(g, 3, 4, dtype=torch.float64),), {"dim": -1}),
+    ]
+
+
+def _softmax_ignores_dim(x, dim=-1):
+    e = torch.exp(x - x.amax(dim=-1, keepdim=True))
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def _softmax_overflows(x, dim=-1):
+    e = torch.exp(x)
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+def _softmax_global_max(x, dim=-1):
+    e = torch.exp(x - x.max())
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+def _softmax_sum_over_all(x, dim=-1):
+    e = torch.exp(x - x.amax(dim=dim, keepdim=True))
+    return e / e.sum()
+
+
+def _softmax_no_keepdim(x, dim=-1):
+    e = torch.exp(x - x.amax(dim=dim))
+    return e / e.sum(dim=dim)
+
+
+register(
+    Exercise(
+        id="attention.softmax",
+        title="A numerically stable softmax",
+        target="softmax",
+        chapter=CHAPTER,
+        reference=ref.softmax,
+        make_cases=softmax_cases,
+        points=2,
+        mistakes=[
+            Mistake(
+                "overflow",
+                "Your softmax overflows on large inputs: exp(1e4) is inf in float32, and "
+                "inf / inf is NaN. Subtract the maximum along `dim` before exponentiating "
+                "(it cancels out in the ratio).",
+                _softmax_overflows,
+            ),
+            Mistake(
+                "ignores-dim",
+                "Your softmax always normalizes over the last dimension and ignores the `dim` "
+                "argument: it is right for dim=-1 and wrong for dim=0 or dim=1. Use `dim` in "
+                "the max and in the sum.",
+                _softmax_ignores_dim,
+            ),
+            Mistake(
+                "global-max",
+                "You subtract the maximum of the whole tensor instead of the maximum along "
+                "`dim`. Rows far below that maximum underflow: every exp() is 0 and 0/0 is "
+                "NaN. Use `x.amax(dim=dim, keepdim=True)`.",
+                _softmax_global_max,
+            ),
+            Mistake(
+                "sum-over-all",
+                "You divide by the sum over the whole tensor; each slice along `dim` must sum "
+                "to 1 on its own. Use `e.sum(dim=dim, keepdim=True)`.",
+                _softmax_sum_over_all,
+            ),
+            Mistake(
+                "no-keepdim",
+                "Your max or sum along `dim` drops that dimension, so it broadcasts against the "
+                "wrong axis (or not at all). Pass `keepdim=True` so the result lines up with `x`.",
+                _softmax_no_keepdim,
+            ),
+        ],
+        hints=[
+            "softmax(x)_i = exp(x_i) / sum_j exp(x_j), where the sum runs along `dim` only.",
+            "exp(x - c) / sum(exp(x - c)) is the same for any constant c. Pick c = the max "
+            "along `dim`, so every exponent is <= 0 and nothing overflows.",
+            "Reductions need `keepdim=True` to broadcast back: "
+            "`x.amax(dim=dim, keepdim=True)`, `e.sum(dim=dim, keepdim=True)`.",
+            "Do not modify `x` in place (`x -= m`): write `x - m`.",
+        ],
+    )
+)
+
+
+# ---------------------------------------------------------------------------
+# attention.scaled_dot_product_attention
+# ---------------------------------------------------------------------------
+
+D_K, D_V = 8, 5  # different on purpose: scaling by sqrt(d_v) must show
+
+
+def sdpa_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    # Every mask row allows at least one key and blocks at least one, under
+    # either polarity, so no row is fully masked (that is Chapter 6's topic).
+    mask_2d = torch.tensor(
+        [[True, False, True, False], [False, True, True, True], [True, True, False, False]]
+    )  # (Lq=3, Lk=4), broadcast over the batch
+    lengths = torch.tensor([3, 2])  # real keys per sequence; the rest is padding
+    padding = torch.arange(4) < lengths[:, None]  # (B=2, Lk=4)
+    padding = padding[:, None, None, :]  # (B, 1, 1, Lk): same keys hidden for every head and query
+    return [
+        Case("3-D batch, no mask", (_randn(g, 2, 3, D_K), _randn(g, 2, 4, D_K), _randn(g, 2, 4, D_V))),
+        Case(
+            "4-D (batch, heads), no mask",
+            (_randn(g, 2, 2, 3, D_K), _randn(g, 2, 2, 4, D_K), _randn(g, 2, 2, 4, D_V)),
+            tags=frozenset({"4d"}),
+        ),
+        Case(
+            "2-D single sequence, no mask",
+            (_randn(g, 3, D_K), _randn(g, 4, D_K), _randn(g, 4, D_V)),
+            tags=frozenset({"2d"}),
+        ),
+        Case(
+            "3-D batch with a (Lq, Lk) mask",
+            (_randn(g, 2, 3, D_K), _randn(g, 2, 4, D_K), _randn(g, 2, 4, D_V)),
+            {"mask": mask_2d},
+            frozenset({"mask"}),
+        ),
+        Case(
+            "4-D with a (B, 1, 1, Lk) padding mask",
+            (_randn(g, 2, 2, 3, D_K), _randn(g, 2, 2, 4, D_K), _randn(g, 2, 2, 4, D_V)),
+            {"mask": padding},
+            frozenset({"mask", "4d"}),
+        ),
+        Case(
+            "3-D self-attention (Lq = Lk)",
+            (_randn(g, 2, 4, D_K), _randn(g, 2, 4, D_K), _randn(g, 2, 4, D_V)),
+        ),
+        Case(
+            "large scores (entries of magnitude 30)",
+            (_randn(g, 2, 3, D_K, scale=30.0), _randn(g, 2, 4, D_K, scale=30.0), _randn(g, 2, 4, D_V)),
+            tags=frozenset({"large"}),
+        ),
+    ]
+
+
+def _sdpa(q, k, v, mask=None, *, scale=None, softmax_dim=-1, invert=False, after=False,
+          ignore_mask=False, transpose_weights=False, naive_softmax=False, batch_transpose=False):
+    """Reference attention with switches, one per known mistake."""
+    d_k = q.size(-1)
+    kt = k.transpose(1, 2) if batch_transpose else k.transpose(-2, -1)
+    scores = q @ kt  # (..., Lq, Lk)
+    scores = scores / (math.sqrt(d_k) if scale is None else scale(q, v))
+    if mask is not None and not ignore_mask and not after:
+        scores = scores.masked_fill(mask if invert else ~mask, float("-inf"))
+    if naive_softmax:
+        e = torch.exp(scores)
+        weights = e / e.sum(dim=softmax_dim, keepdim=True)
+    else:
+        weights = ref.softmax(scores, dim=softmax_dim)
+    if mask is not None and after:
+        weights = weights * mask
+    out = weights @ v  # (..., Lq, d_v)
+    return out, (weights.transpose(-2, -1) if transpose_weights else weights)
+
+
+def _scale_after_softmax(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = ref.softmax(scores, dim=-1) / math.sqrt(q.size(-1))
+    return weights @ v, weights
+
+
+def _mk(**switches):
+    def wrong(q, k, v, mask=None):
+        return _sdpa(q, k, v, mask, **switches)
+
+    return wrong
+
+
+register(
+    Exercise(
+        id="attention.scaled_dot_product_attention",
+        title="Scaled dot-product attention with a mask",
+        target="scaled_dot_product_attention",
+        chapter=CHAPTER,
+        reference=ref.scaled_dot_product_attention,
+        make_cases=sdpa_cases,
+        points=3,
+        mistakes=[
+            Mistake(
+                "no-scaling",
+                "You did not scale the scores: divide q @ k^T by sqrt(d_k) (d_k = q.size(-1)) "
+                "before the softmax. Without it the softmax saturates as d_k grows (section 1.6).",
+                _mk(scale=lambda q, v: 1.0),
+            ),
+            Mistake(
+                "divide-by-d_k",
+                "You divide the scores by d_k; the paper divides by sqrt(d_k). The dot product of "
+                "two random d_k-vectors has variance d_k, so its standard deviation is sqrt(d_k).",
+                _mk(scale=lambda q, v: q.size(-1)),
+            ),
+            Mistake(
+                "scale-by-sqrt-d_v",
+                "You scale by sqrt(d_v), the size of the values. The scale comes from the "
+                "query-key dot product, so it is sqrt(d_k) = sqrt(q.size(-1)) (here d_k != d_v).",
+                _mk(scale=lambda q, v: math.sqrt(v.size(-1))),
+            ),
+            Mistake(
+                "scale-after-softmax",
+                "You divide by sqrt(d_k) after the softmax, so the weights no longer sum to 1. "
+                "Scale the scores, then take the softmax.",
+                _scale_after_softmax,
+            ),
+            Mistake(
+                "softmax-wrong-axis",
+                "Your softmax runs over the queries (dim=-2). Each query's weights over the keys "
+                "must sum to 1: take the softmax over the last dimension (dim=-1), the keys.",
+                _mk(softmax_dim=-2),
+            ),
+            Mistake(
+                "mask-inverted",
+                "Your mask polarity is inverted: you hide the positions where the mask is True. "
+                "In this course (and in F.scaled_dot_product_attention) True means 'may attend': "
+                "fill the scores with -inf where the mask is False (`~mask`).",
+                _mk(invert=True),
+            ),
+            Mistake(
+                "mask-after-softmax",
+                "You apply the mask after the softmax (weights * mask), so the remaining weights "
+                "no longer sum to 1. Mask the scores before the softmax: "
+                "`scores.masked_fill(~mask, float('-inf'))`.",
+                _mk(after=True),
+            ),
+            Mistake(
+                "mask-ignored",
+                "Your function ignores the mask: the results are right without a mask and wrong "
+                "with one. Set the scores of masked positions (mask False) to -inf before the softmax.",
+                _mk(ignore_mask=True),
+            ),
+            Mistake(
+                "weights-transposed",
+                "Your output is right but the weights are transposed: return them as "
+                "(..., Lq, Lk), one row per query, not (..., Lk, Lq).",
+                _mk(transpose_weights=True),
+            ),
+            Mistake(
+                "only-3d",
+                "Your function works only for 3-D inputs (batch, length, dim): it fails for a "
+                "single 2-D sequence and for 4-D (batch, heads, ...) inputs. `torch.bmm` and "
+                "`k.transpose(1, 2)` assume exactly one batch dimension; use `@` and "
+                "`k.transpose(-2, -1)`, which work for any number of leading dimensions.",
+                _mk(batch_transpose=True),
+            ),
+            Mistake(
+                "softmax-overflow",
+                "Your softmax overflows when the scores are large (exp(100) is inf in float32, and "
+                "inf / inf is NaN). Subtract the row maximum first, or use your stable softmax "
+                "from the previous exercise.",
+                _mk(naive_softmax=True),
+            ),
+        ],
+        hints=[
+            "Four steps: scores = q @ k^T; scale by 1/sqrt(d_k); mask; softmax over the keys; "
+            "then weights @ v.",
+            "`k.transpose(-2, -1)` swaps the last two dimensions whatever comes before them.",
+            "d_k is `q.size(-1)`. Keep scores as (..., Lq, Lk): one row per query.",
+            "With a mask (True = may attend), `scores.masked_fill(~mask, float('-inf'))` before "
+            "the softmax gives masked keys a weight of exactly 0.",
+            "Return a tuple `(output, weights)`.",
+        ],
+    )
+)
+
+
+# ---------------------------------------------------------------------------
+# attention.spot_the_bug
+# ---------------------------------------------------------------------------
+
+#: The buggy code the learner starts from (shown in the notebook).
+BUGGY_ATTENTION_WEIGHTS = '''\
+def attention_weights(q, k):
+    """Attention weights for q (B, Lq, d_k) and k (B, Lk, d_k): shape (B, Lq, Lk)."""
+    d_k = k.size(1)
+    scores = q @ k.transpose(1, 2) / math.sqrt(d_k)
+    return torch.softmax(scores, dim=1)
+'''
+
+
+def attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Attention weights for q (B, Lq, d_k) and k (B, Lk, d_k): shape (B, Lq, Lk)."""
+    d_k = k.size(-1)
+    scores = q @ k.transpose(1, 2) / math.sqrt(d_k)  # (B, Lq, Lk)
+    return torch.softmax(scores, dim=-1)  # over the keys
+
+
+def _buggy(q, k):
+    return torch.softmax(q @ k.transpose(1, 2) / math.sqrt(k.size(1)), dim=1)
+
+
+def _only_dim_fixed(q, k):
+    return torch.softmax(q @ k.transpose(1, 2) / math.sqrt(k.size(1)), dim=-1)
+
+
+def _only_scale_fixed(q, k):
+    return torch.softmax(q @ k.transpose(1, 2) / math.sqrt(k.size(-1)), dim=1)
+
+
+def spot_the_bug_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    # Lq, Lk and d_k all different, so each bug shows on its own.
+    return [
+        Case("B=2, Lq=3, Lk=5, d_k=4", (_randn(g, 2, 3, 4), _randn(g, 2, 5, 4))),
+        Case("B=1, Lq=6, Lk=2, d_k=16", (_randn(g, 1, 6, 16), _randn(g, 1, 2, 16))),
+        Case("B=3, Lq=4, Lk=4, d_k=9", (_randn(g, 3, 4, 9, scale=2.0), _randn(g, 3, 4, 9))),
+    ]
+
+
+register(
+    Exercise(
+        id="attention.spot_the_bug",
+        title="Spot the bug: attention weights from a blog post",
+        target="attention_weights",
+        chapter=CHAPTER,
+        reference=attention_weights,
+        make_cases=spot_the_bug_cases,
+        points=2,
+        mistakes=[
+            Mistake(
+                "unchanged",
+                "This still behaves exactly like the buggy original: both bugs are still there. "
+                "Check which dimension each size and each softmax refers to for a (B, L, d) tensor.",
+                _buggy,
+            ),
+            Mistake(
+                "softmax-over-queries",
+                "One bug fixed, one to go: the softmax still runs over dim=1, which for scores "
+                "of shape (B, Lq, Lk) is the queries. Each query's weights over the keys must "
+                "sum to 1.",
+                _only_scale_fixed,
+            ),
+            Mistake(
+                "scale-by-length",
+                "One bug fixed, one to go: `k.size(1)` is Lk, the number of keys, not d_k. The "
+                "scale is sqrt(d_k) = sqrt(k.size(-1)); it only looked right when Lk = d_k.",
+                _only_dim_fixed,
+            ),
+        ],
+        hints=[
+            "There are two bugs, one per line after the docstring's first line.",
+            "For k of shape (B, Lk, d_k), what is k.size(1)?",
+            "scores has shape (B, Lq, Lk). Along which dimension should each row of weights sum to 1?",
+        ],
+    )
+)

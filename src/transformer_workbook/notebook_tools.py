@@ -1,0 +1,157 @@
+"""Course-maintenance tools for the notebooks (contributors and instructors).
+
+- :func:`make_exercise_notebook`: solutions/ -> exercises/ (answers become stubs).
+- :func:`execute_notebook`: run a notebook top to bottom in a fresh kernel and
+  save it with outputs, execution counts 1, 2, 3, ... and no widget state.
+- :func:`sync_links`: point badges and setup cells at the repository in ``_config.yml``.
+
+Run them with ``python -m transformer_workbook notebooks ...`` (see ``make notebooks``).
+Needs ``nbformat`` and ``nbclient`` (the ``grader`` extra), imported lazily.
+"""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+import re
+import time
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+MD_BEGIN, MD_END = "<!-- BEGIN SOLUTION -->", "<!-- END SOLUTION -->"
+STUB = 'raise NotImplementedError("Replace this line with your code.")'
+
+
+def strip_solutions(source: str) -> str:
+    """Replace every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` block by a stub.
+
+    The stub has the BEGIN marker's indentation. Raises ValueError on an
+    unterminated or nested block, so a typo cannot leak an answer.
+    """
+    out: list[str] = []
+    inside = False
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if inside:
+                raise ValueError("nested ### BEGIN SOLUTION")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(indent + STUB)
+        elif stripped == END:
+            if not inside:
+                raise ValueError("### END SOLUTION without BEGIN")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError("### BEGIN SOLUTION without END")
+    return "\n".join(out)
+
+
+def strip_markdown_solutions(source: str) -> str:
+    pattern = re.compile(re.escape(MD_BEGIN) + r".*?" + re.escape(MD_END) + r"\n?", re.S)
+    return pattern.sub("", source)
+
+
+def make_exercise_notebook(solution_nb):
+    """The exercise version of a solutions notebook (a new nbformat object, no outputs)."""
+    nb = copy.deepcopy(solution_nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source = strip_solutions(cell.source)
+            cell.outputs = []
+            cell.execution_count = None
+        elif cell.cell_type == "markdown":
+            cell.source = strip_markdown_solutions(cell.source)
+            cell.source = cell.source.replace("/solutions/", "/exercises/")
+    meta = nb.metadata.setdefault("transformer_workbook", {})
+    meta["generated_from"] = "solutions"
+    return nb
+
+
+def generate_exercises(root: pathlib.Path) -> list[pathlib.Path]:
+    """Write exercises/NN.ipynb for every solutions/NN.ipynb (sources only).
+
+    Keeps the outputs of an existing exercise notebook when its sources are
+    unchanged, so regenerating is a no-op on a clean tree.
+    """
+    import nbformat
+
+    written = []
+    for src in sorted((root / "solutions").glob("*.ipynb")):
+        target = root / "exercises" / src.name
+        new = make_exercise_notebook(nbformat.read(src, as_version=4))
+        if target.exists():
+            old = nbformat.read(target, as_version=4)
+            if sources(old) == sources(new):
+                continue
+        target.parent.mkdir(exist_ok=True)
+        nbformat.write(new, target)
+        written.append(target)
+    return written
+
+
+def sources(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source) for c in nb.cells]
+
+
+def execute_notebook(path: pathlib.Path, timeout: int = 600) -> float:
+    """Execute ``path`` in place in a fresh kernel; returns the seconds it took."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        store_widget_state=False,
+        record_timing=False,
+    )
+    start = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - start
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    nbformat.write(nb, path)
+    return seconds
+
+
+def colab_link(config: dict, path: str) -> str:
+    org_repo = config["repository"]["url"].rstrip("/").split("github.com/")[1]
+    branch = config["repository"].get("branch", "master")
+    colab = config["launch_buttons"]["colab_url"].rstrip("/")
+    return f"{colab}/github/{org_repo}/blob/{branch}/{path}"
+
+
+def read_config(root: pathlib.Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((root / "_config.yml").read_text())
+
+
+BADGE_RE = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"']+")
+INSTALL_RE = re.compile(r"git\+https://github\.com/[^\s\"']+")
+
+
+def sync_links(root: pathlib.Path) -> list[pathlib.Path]:
+    """Rewrite badges and setup-cell install URLs to follow ``_config.yml``."""
+    import nbformat
+
+    config = read_config(root)
+    url = config["repository"]["url"].rstrip("/")
+    changed = []
+    for folder in ("notebooks", "solutions", "exercises"):
+        for path in sorted((root / folder).glob("*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            rel = path.relative_to(root).as_posix()
+            before = sources(nb)
+            for cell in nb.cells:
+                cell.source = BADGE_RE.sub(colab_link(config, rel), cell.source)
+                cell.source = INSTALL_RE.sub(f"git+{url}", cell.source)
+            if sources(nb) != before:
+                nbformat.write(nb, path)
+                changed.append(path)
+    return changed
