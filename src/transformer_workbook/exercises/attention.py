@@ -251,6 +251,7 @@ register(
                 "Your softmax runs over the queries (dim=-2). Each query's weights over the keys "
                 "must sum to 1: take the softmax over the last dimension (dim=-1), the keys.",
                 _mk(softmax_dim=-2),
+                ignore_tags=frozenset({"mask"}),
             ),
             Mistake(
                 "mask-inverted",

@@ -1,0 +1,185 @@
+"""Chapter 1's checks: the reference passes; every diagnosed mistake is named.
+
+Two kinds of wrong answers are tried: the exercise's own Mistake
+implementations (each must be diagnosed as itself, so no two are confused),
+and wrong answers written here the way a learner would write them (they must
+get the same diagnosis, so the diagnosis does not depend on how the mistake is
+spelled).
+"""
+
+import math
+
+import pytest
+import torch
+
+from transformer_workbook.exercises import check, get
+from transformer_workbook.exercises.attention import BUGGY_ATTENTION_WEIGHTS
+
+CH1 = ["attention.softmax", "attention.scaled_dot_product_attention", "attention.spot_the_bug"]
+
+
+@pytest.mark.parametrize("exercise_id", CH1)
+def test_reference_passes(exercise_id):
+    ex = get(exercise_id)
+    res = check(exercise_id, ex.reference, quiet=True)
+    assert res.passed and res.status == "passed", res.message
+    assert res.cases_passed == res.cases_total == len(ex.make_cases(ex.seed))
+
+
+@pytest.mark.parametrize("exercise_id", CH1)
+def test_reference_passes_on_other_seeds(exercise_id):
+    ex = get(exercise_id)
+    for seed in (1, 2, 3):
+        from transformer_workbook.exercises import evaluate, run_cases
+
+        cases = ex.make_cases(seed)
+        assert evaluate(ex, cases, run_cases(ex.reference, cases)).passed
+
+
+def _mistake_params():
+    for eid in CH1:
+        for m in get(eid).mistakes:
+            yield pytest.param(eid, m.id, id=f"{eid}:{m.id}")
+
+
+@pytest.mark.parametrize("exercise_id,mistake_id", list(_mistake_params()))
+def test_each_mistake_is_diagnosed_as_itself(exercise_id, mistake_id):
+    ex = get(exercise_id)
+    mistake = next(m for m in ex.mistakes if m.id == mistake_id)
+    res = check(exercise_id, mistake.implementation, quiet=True)
+    assert res.status == "failed"
+    assert res.mistake == mistake_id, f"diagnosed as {res.mistake}: {res.message}"
+    assert res.message == mistake.message
+
+
+# ---- learner-style wrong answers, written independently --------------------
+
+
+def sm_naive(x, dim=-1):
+    return torch.exp(x) / torch.exp(x).sum(dim=dim, keepdim=True)
+
+
+def sm_last_axis(x, dim=-1):
+    z = x - x.max(dim=-1, keepdim=True).values
+    return z.exp() / z.exp().sum(-1, keepdim=True)
+
+
+def sm_global_max(x, dim=-1):
+    z = (x - torch.max(x)).exp()
+    return z / torch.sum(z, dim, keepdim=True)
+
+
+def sm_total(x, dim=-1):
+    z = (x - x.max(dim, keepdim=True).values).exp()
+    return z / z.sum()
+
+
+def sm_no_keepdim(x, dim=-1):
+    z = torch.exp(x - torch.max(x, dim).values)
+    return z / torch.sum(z, dim)
+
+
+@pytest.mark.parametrize(
+    "fn,expected",
+    [(sm_naive, "overflow"), (sm_last_axis, "ignores-dim"), (sm_global_max, "global-max"),
+     (sm_total, "sum-over-all"), (sm_no_keepdim, "no-keepdim")],
+)
+def test_softmax_learner_mistakes(fn, expected):
+    assert check("attention.softmax", fn, quiet=True).mistake == expected
+
+
+def sdpa_factory(scale="sqrt_dk", softmax_dim=-1, mask_mode="ok", transpose_w=False, bmm=False,
+                 naive=False):
+    def attn(q, k, v, mask=None):
+        if bmm:
+            scores = torch.bmm(q, k.transpose(1, 2))
+        else:
+            scores = torch.matmul(q, k.transpose(-2, -1))
+        d_k, d_v = q.shape[-1], v.shape[-1]
+        scores = {"none": scores, "sqrt_dk": scores / math.sqrt(d_k), "dk": scores / d_k,
+                  "sqrt_dv": scores / d_v**0.5}[scale]
+        if mask is not None and mask_mode == "ok":
+            scores = scores.masked_fill(mask == 0, -1e9)
+        if mask is not None and mask_mode == "inverted":
+            scores = scores.masked_fill(mask, float("-inf"))
+        if naive:
+            weights = scores.exp() / scores.exp().sum(dim=softmax_dim, keepdim=True)
+        else:
+            weights = torch.softmax(scores, dim=softmax_dim)
+        if mask is not None and mask_mode == "after":
+            weights = weights.masked_fill(~mask, 0.0)
+        out = torch.matmul(weights, v)
+        return out, (weights.transpose(-1, -2) if transpose_w else weights)
+
+    return attn
+
+
+@pytest.mark.parametrize(
+    "kwargs,expected",
+    [
+        ({}, None),
+        ({"scale": "none"}, "no-scaling"),
+        ({"scale": "dk"}, "divide-by-d_k"),
+        ({"scale": "sqrt_dv"}, "scale-by-sqrt-d_v"),
+        ({"softmax_dim": 1}, "exception-or-axis"),
+        ({"softmax_dim": -2}, "softmax-wrong-axis"),
+        ({"mask_mode": "inverted"}, "mask-inverted"),
+        ({"mask_mode": "after"}, "mask-after-softmax"),
+        ({"mask_mode": "ignored"}, "mask-ignored"),
+        ({"transpose_w": True}, "weights-transposed"),
+        ({"bmm": True}, "only-3d"),
+        ({"naive": True}, "softmax-overflow"),
+    ],
+)
+def test_sdpa_learner_mistakes(kwargs, expected):
+    res = check("attention.scaled_dot_product_attention", sdpa_factory(**kwargs), quiet=True)
+    if expected is None:
+        assert res.passed, res.message  # -1e9 and torch.softmax are fine
+    elif expected == "exception-or-axis":
+        # softmax over dim=1 is the wrong axis for 3-D and 4-D inputs, and for
+        # 2-D inputs it happens to be right: no single known mistake fits.
+        assert res.status == "failed" and res.mistake == "wrong-values"
+    else:
+        assert res.mistake == expected, res.message
+
+
+def test_sdpa_returning_only_the_output_is_explained():
+    def attn(q, k, v, mask=None):
+        return sdpa_factory()(q, k, v, mask)[0]
+
+    res = check("attention.scaled_dot_product_attention", attn, quiet=True)
+    assert res.mistake == "wrong-type"
+    assert "tuple of 2" in res.message
+
+
+def test_spot_the_bug_original_code_is_recognised():
+    namespace = {"math": math, "torch": torch}
+    exec(BUGGY_ATTENTION_WEIGHTS, namespace)
+    res = check("attention.spot_the_bug", namespace["attention_weights"], quiet=True)
+    assert res.mistake == "unchanged"
+
+
+@pytest.mark.parametrize(
+    "source,expected",
+    [
+        ("torch.softmax(q @ k.transpose(1, 2) / math.sqrt(k.size(1)), dim=2)", "scale-by-length"),
+        ("torch.softmax(q @ k.transpose(-2, -1) / k.shape[-1] ** 0.5, dim=1)", "softmax-over-queries"),
+        ("torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[2]), dim=-1)", None),
+    ],
+)
+def test_spot_the_bug_partial_fixes(source, expected):
+    namespace = {"math": math, "torch": torch}
+    exec(f"def attention_weights(q, k):\n    return {source}\n", namespace)
+    res = check("attention.spot_the_bug", namespace["attention_weights"], quiet=True)
+    assert res.mistake == expected, res.message
+
+
+def test_feedback_never_shows_reference_values():
+    """Messages name shapes and mistakes, never the expected numbers."""
+    ex = get("attention.softmax")
+    case = ex.make_cases(ex.seed)[0]
+    expected = ex.reference(*case.args, **case.kwargs)
+    res = check("attention.softmax", lambda x, dim=-1: x * 0 + 0.5, quiet=True)
+    for value in expected.flatten()[:10].tolist():
+        for digits in (2, 3, 4):
+            assert f"{value:.{digits}f}" not in res.message
