@@ -156,3 +156,14 @@ def test_launch_buttons_point_at_the_repository():
     assert CONFIG["repository"]["url"].startswith("https://github.com/")
     assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
     assert CONFIG["repository"]["branch"]
+
+
+@pytest.mark.parametrize("path", ALL, ids=rel)
+def test_widget_cells_are_hidden_in_the_book(path):
+    """Widget state is stripped, so the book would show an empty box: it shows the static figure instead."""
+    for cell in read(path).cells:
+        outputs = cell.get("outputs", [])
+        if any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs):
+            assert "remove-output" in cell.metadata.get("tags", []), (
+                f"{rel(path)}: tag the widget cell 'remove-output' (the book shows the static figure)"
+            )

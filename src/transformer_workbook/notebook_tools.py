@@ -106,7 +106,9 @@ def execute_notebook(path: pathlib.Path, timeout: int = 600) -> float:
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
-        store_widget_state=False,
+        # True although the state is stripped below: with False, nbclient 0.10
+        # raises KeyError when an Output widget (interactive_output) captures output.
+        store_widget_state=True,
         record_timing=False,
     )
     start = time.perf_counter()
