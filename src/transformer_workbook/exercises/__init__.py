@@ -31,7 +31,7 @@ from .core import (
 )
 
 #: Exercise modules, in chapter order.
-CHAPTER_MODULES = ["attention"]
+CHAPTER_MODULES = ["attention", "multihead", "positional"]
 
 _loaded = False
 

@@ -1,0 +1,366 @@
+"""Chapter 3 exercises: the sinusoidal encoding, and spot the bug in a published loop.
+
+Each known mistake is a real implementation of that mistake: the learner's
+code is diagnosed with it when the two behave the same on every case. Most of
+them were really published (see the issue threads cited in the notebook):
+
+- ``2 * i`` in the exponent where ``i`` already steps by 2 (SamLynnEvans/Transformer
+  #25, copied into at least two books), together with ``2 * (i + 1)`` in the
+  cosine's exponent; the same table comes from indexing the exponent per column
+  as ``2 * col / d_model`` (jadore801120/attention-is-all-you-need-pytorch #32);
+- the exponent indexed per column as ``col / d_model`` and base 1000
+  (maxjcohen/transformer #62);
+- a crash for odd ``d_model`` (the PyTorch tutorial's form; gc-os-ai/pyaptamer #526).
+
+Each differs from the paper by up to 2.0 somewhere in a small table, so the
+cases below (small, odd and tiny ``d_model``) tell every one apart from the
+reference and from each other (``tests/test_checks_positional.py`` checks that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from .. import positional as ref
+from .core import Case, Exercise, Mistake, Tolerance, register
+
+CHAPTER = "03_positional_encoding"
+
+#: Generous next to float32 rounding (about 3e-6 on these tables), tiny next to
+#: any mistake (each is off by more than 0.05 somewhere).
+TOLERANCE = Tolerance(rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# A sinusoidal table with switches, one per known mistake
+# ---------------------------------------------------------------------------
+
+
+def _pair_exponent(k: torch.Tensor, d: int) -> torch.Tensor:
+    """The paper's exponent 2i/d for pair index k (= i)."""
+    return 2 * k / d
+
+
+def _table(
+    seq_len: int,
+    d_model: int,
+    *,
+    sin_exp=_pair_exponent,
+    cos_exp=_pair_exponent,
+    base: float = 10000.0,
+    start: int = 0,
+    swap: bool = False,
+    concat: bool = False,
+    odd_fails: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """A sinusoidal table, float64 inside, with the switches the mistakes need.
+
+    ``sin_exp(k, d)`` and ``cos_exp(k, d)`` give the exponent ``e`` of pair
+    ``k``'s frequency ``base ** -e`` for its sine column (2k) and its cosine
+    column (2k + 1).
+    """
+    if odd_fails and d_model % 2:
+        raise RuntimeError("shape mismatch: the cosine columns are one fewer than the frequencies")
+    n_sin, n_cos = (d_model + 1) // 2, d_model // 2
+    pos = torch.arange(start, start + seq_len, dtype=torch.float64)[:, None]  # (L, 1)
+    k_sin = torch.arange(n_sin, dtype=torch.float64)  # (ceil(d/2),)
+    k_cos = torch.arange(n_cos, dtype=torch.float64)  # (floor(d/2),)
+    f_even, f_odd = (torch.cos, torch.sin) if swap else (torch.sin, torch.cos)
+    even = f_even(pos * base ** -sin_exp(k_sin, d_model))  # (L, ceil(d/2))
+    odd = f_odd(pos * base ** -cos_exp(k_cos, d_model))  # (L, floor(d/2))
+    if concat:
+        pe = torch.cat([even, odd], dim=-1)  # (L, d): all sines, then all cosines
+    else:
+        pe = torch.zeros(seq_len, d_model, dtype=torch.float64)  # (L, d)
+        pe[:, 0::2] = even
+        pe[:, 1::2] = odd
+    return pe.to(dtype)
+
+
+def _mk(**switches):
+    def wrong(seq_len, d_model):
+        return _table(seq_len, d_model, **switches)
+
+    return wrong
+
+
+def _doubled(k, d):  # i steps by 2 and the exponent still says 2 * i: 2 * (2k) / d
+    return 4 * k / d
+
+
+def _next_pair_after_doubling(k, d):  # 2 * (i + 1) / d with i = 2k
+    return (4 * k + 2) / d
+
+
+def _per_column(k, d):  # column / d, for the cosine column 2k + 1
+    return (2 * k + 1) / d
+
+
+def _next_pair(k, d):  # the frequency of pair k + 1
+    return (2 * k + 2) / d
+
+
+def _not_doubled(k, d):  # the pair index over d: k / d
+    return k / d
+
+
+# ---------------------------------------------------------------------------
+# positional.sinusoidal_encoding
+# ---------------------------------------------------------------------------
+
+
+def sinusoidal_cases(seed: int) -> list[Case]:
+    # No randomness: a table is determined by its two sizes. (``seed`` is
+    # accepted like every exercise's case maker.) No d_model=1: code that
+    # fails for odd d_model raises for it or not depending on how it is
+    # written (a 1-column table broadcasts into the 0 cosine columns), which
+    # would split the odd-d_model diagnoses in two; 3 and 7 are odd for all.
+    del seed
+    sizes = [
+        ("seq_len=6, d_model=8", 6, 8, frozenset()),
+        ("seq_len=10, d_model=16", 10, 16, frozenset()),
+        ("odd d_model", 5, 7, frozenset({"odd"})),
+        ("d_model=2, a single pair", 3, 2, frozenset({"tiny"})),
+        ("odd d_model=3", 9, 3, frozenset({"odd", "tiny"})),
+        ("a single position", 1, 4, frozenset()),
+        ("a longer table", 50, 64, frozenset()),
+    ]
+    return [Case(name, (seq_len, d_model), {}, tags) for name, seq_len, d_model, tags in sizes]
+
+
+ODD_NOTE = (
+    " Your function also fails when d_model is odd: then the last column is a sine with no "
+    "cosine partner, so there is one cosine column fewer than there are frequencies (use "
+    "`angles[:, : d_model // 2]` for the cosines)."
+)
+
+_VALUE_MISTAKES = [
+    Mistake(
+        "exponent-doubled",
+        "Your frequencies fall off twice too fast: the exponent of column pair i must be "
+        "2i/d_model where i counts *pairs* (0, 1, 2, ...). If your loop is `for i in range(0, "
+        "d_model, 2)`, then i is already 2 x the pair index, and `10000 ** (2 * i / d_model)` "
+        "doubles it again: write `10000 ** (i / d_model)` (or loop over pairs).",
+        _mk(sin_exp=_doubled, cos_exp=_doubled),
+    ),
+    Mistake(
+        "published-loop",
+        "This is the table of a loop that was published and copied widely: `for i in range(0, "
+        "d_model, 2)` with `sin(pos / 10000 ** (2 * i / d_model))` and `cos(pos / 10000 ** (2 * "
+        "(i + 1) / d_model))` (or, the same table, the exponent `2 * col / d_model` for every "
+        "column). Two bugs: i already steps by 2, so `2 * i` doubles the exponent; and a sine "
+        "and its cosine share one frequency, so the cosine must not use i + 1. Both lines "
+        "should use `10000 ** (i / d_model)`.",
+        _mk(sin_exp=_doubled, cos_exp=_next_pair_after_doubling),
+    ),
+    Mistake(
+        "exponent-per-column",
+        "Your cosine columns use the exponent (2i + 1)/d_model, their own column index over "
+        "d_model. The exponent is indexed per *pair*: column 2i (sine) and column 2i + 1 "
+        "(cosine) share the frequency 1 / 10000^(2i/d_model). Use `col - col % 2` (or "
+        "`2 * (col // 2)`), not `col`.",
+        _mk(cos_exp=_per_column),
+    ),
+    Mistake(
+        "cos-next-frequency",
+        "Your sines are right, but each cosine uses the next pair's frequency, "
+        "1 / 10000^(2(i+1)/d_model). A sine and its cosine share one frequency: "
+        "PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)), the same i as the sine.",
+        _mk(cos_exp=_next_pair),
+    ),
+    Mistake(
+        "exponent-not-doubled",
+        "Your exponent is i/d_model where i is the pair index (0, 1, 2, ...), so your "
+        "frequencies fall off half as fast as the paper's. The exponent is 2i/d_model: with "
+        "`torch.arange(0, d_model, 2)` you get 2i directly.",
+        _mk(sin_exp=_not_doubled, cos_exp=_not_doubled),
+    ),
+    Mistake(
+        "base-1000",
+        "Your table uses base 1000; the paper uses 10000: the frequencies are "
+        "1 / 10000^(2i/d_model). (A published implementation had this typo.)",
+        _mk(base=1000.0),
+    ),
+    Mistake(
+        "sin-cos-swapped",
+        "Sine and cosine are swapped: the even columns (0, 2, 4, ...) hold sin and the odd "
+        "columns hold cos. Row 0 (position 0) should read [0, 1, 0, 1, ...].",
+        _mk(swap=True),
+    ),
+    Mistake(
+        "concatenated-halves",
+        "You put all the sines first and all the cosines after them (torch.cat). The paper "
+        "interleaves them: column 2i is the sine and column 2i + 1 the cosine of pair i. "
+        "Assign `pe[:, 0::2] = ...` and `pe[:, 1::2] = ...` (or stack and flatten).",
+        _mk(concat=True),
+    ),
+    Mistake(
+        "positions-from-one",
+        "Your positions start at 1; the first position is 0 (`torch.arange(seq_len)`), so "
+        "row 0 reads [0, 1, 0, 1, ...] (sin 0 = 0, cos 0 = 1).",
+        _mk(start=1),
+    ),
+]
+
+
+def _with_odd_failure(m: Mistake) -> Mistake:
+    """The same mistake in code that also crashes for odd d_model (the common vectorised form)."""
+    impl = m.implementation
+
+    def wrong(seq_len, d_model):
+        if d_model % 2:
+            raise RuntimeError("shape mismatch")
+        return impl(seq_len, d_model)
+
+    return dataclasses.replace(m, message=m.message + ODD_NOTE, implementation=wrong)
+
+
+SINUSOIDAL_MISTAKES = [
+    *_VALUE_MISTAKES,
+    Mistake(
+        "odd-d_model-fails",
+        "Right for even d_model, but your function fails when d_model is odd. Then the last "
+        "column is a sine with no cosine partner: there are ceil(d_model/2) sine columns and "
+        "floor(d_model/2) cosine columns, so use `angles[:, : d_model // 2]` for the cosines. "
+        "(The `div_term` version of the PyTorch tutorial has this problem too.)",
+        _mk(odd_fails=True),
+    ),
+    Mistake(
+        "float64",
+        "Your values are right, but the table is float64. Return float32, torch's default "
+        "(build it with torch.zeros(seq_len, d_model) and float32 positions, or call "
+        "`.float()` at the end): adding a float64 table to float32 embeddings would silently "
+        "turn the whole model into float64.",
+        _mk(dtype=torch.float64),
+    ),
+    *[_with_odd_failure(m) for m in _VALUE_MISTAKES],
+]
+
+
+register(
+    Exercise(
+        id="positional.sinusoidal_encoding",
+        title="The sinusoidal positional encoding",
+        target="sinusoidal_encoding",
+        chapter=CHAPTER,
+        reference=ref.sinusoidal_encoding,
+        make_cases=sinusoidal_cases,
+        points=3,
+        tolerance=TOLERANCE,
+        mistakes=SINUSOIDAL_MISTAKES,
+        hints=[
+            "Build the angles as a (seq_len, n_pairs) table: positions (seq_len, 1) times one "
+            "frequency per pair (n_pairs,), broadcast.",
+            "The exponent is 2i/d_model where i counts PAIRS of columns: columns 0 and 1 use "
+            "exponent 0, columns 2 and 3 use 2/d_model, ... `torch.arange(0, d_model, 2)` gives "
+            "2i directly (do not double it again).",
+            "Even columns get sin, odd columns get cos of the same angle: "
+            "`pe[:, 0::2] = torch.sin(angles)`, `pe[:, 1::2] = torch.cos(angles[:, : d_model // 2])` "
+            "(for odd d_model there is one cosine column fewer).",
+            "Positions start at 0, so row 0 is [0, 1, 0, 1, ...]. Return a float32 tensor of "
+            "shape (seq_len, d_model).",
+        ],
+    )
+)
+
+
+# ---------------------------------------------------------------------------
+# positional.spot_the_bug
+# ---------------------------------------------------------------------------
+
+#: The buggy code the learner starts from (shown in the notebook). The loop
+#: is the one published in "How to code The Transformer in PyTorch" (2018) and
+#: its repository (SamLynnEvans/Transformer, issue #25), wrapped in a function.
+BUGGY_POSITIONAL_TABLE = '''\
+def positional_table(max_len, d_model):
+    """The sinusoidal table of "Attention Is All You Need": shape (max_len, d_model)."""
+    pe = torch.zeros(max_len, d_model)
+    for pos in range(max_len):
+        for i in range(0, d_model, 2):
+            pe[pos, i] = math.sin(pos / (10000 ** ((2 * i) / d_model)))
+            pe[pos, i + 1] = math.cos(pos / (10000 ** ((2 * (i + 1)) / d_model)))
+    return pe
+'''
+
+
+def positional_table(max_len: int, d_model: int) -> torch.Tensor:
+    """The sinusoidal table of "Attention Is All You Need": shape (max_len, d_model)."""
+    pe = torch.zeros(max_len, d_model)  # (max_len, d_model)
+    for pos in range(max_len):
+        for i in range(0, d_model, 2):  # i = 2 x the pair index: it already is the paper's "2i"
+            pe[pos, i] = math.sin(pos / (10000 ** (i / d_model)))
+            pe[pos, i + 1] = math.cos(pos / (10000 ** (i / d_model)))  # same frequency as the sine
+    return pe
+
+
+def spot_the_bug_cases(seed: int) -> list[Case]:
+    del seed  # the sizes determine the table
+    sizes = [(6, 8), (10, 4), (3, 2), (12, 16)]
+    return [Case(f"max_len={n}, d_model={d}", (n, d)) for n, d in sizes]
+
+
+def _loop(sin_exp, cos_exp):
+    def wrong(max_len, d_model):
+        return _table(max_len, d_model, sin_exp=sin_exp, cos_exp=cos_exp)
+
+    return wrong
+
+
+register(
+    Exercise(
+        id="positional.spot_the_bug",
+        title="Spot the bug: a published positional-encoding loop",
+        target="positional_table",
+        chapter=CHAPTER,
+        reference=positional_table,
+        make_cases=spot_the_bug_cases,
+        points=2,
+        tolerance=TOLERANCE,
+        mistakes=[
+            Mistake(
+                "unchanged",
+                "This still behaves exactly like the published loop: both exponents are still "
+                "off. What values does i take in `range(0, d_model, 2)`, and what does the paper "
+                "call 2i?",
+                _loop(_doubled, _next_pair_after_doubling),
+            ),
+            Mistake(
+                "cos-still-next-pair",
+                "The sine line is fixed; the cosine line still uses `2 * (i + 1)`. A sine and its "
+                "cosine share one frequency: column i + 1 uses the same exponent as column i, "
+                "`i / d_model`.",
+                _loop(_pair_exponent, _next_pair_after_doubling),
+            ),
+            Mistake(
+                "cos-per-column",
+                "Almost: the sine line is right, but the cosine uses `(i + 1) / d_model`, its own "
+                "column index. Column i + 1 is the cosine of the *same* pair as column i, so it "
+                "uses the same exponent, `i / d_model`.",
+                _loop(_pair_exponent, _per_column),
+            ),
+            Mistake(
+                "both-doubled",
+                "Both lines now use the same frequency (good: that was one bug), but `2 * i` "
+                "still doubles the exponent. i steps by 2, so it already is the paper's 2i: the "
+                "exponent is `i / d_model`.",
+                _loop(_doubled, _doubled),
+            ),
+            Mistake(
+                "sin-still-doubled",
+                "The cosine line is fixed; the sine line still has `2 * i`. i already steps by "
+                "2 (it is the paper's 2i), so the exponent is `i / d_model`.",
+                _loop(_doubled, _pair_exponent),
+            ),
+        ],
+        hints=[
+            "There are two bugs, one in each line inside the inner loop.",
+            "Write out i for d_model = 8: range(0, 8, 2) gives 0, 2, 4, 6. The paper's exponent "
+            "for columns 2k and 2k + 1 is 2k/d_model. What is 2k here?",
+            "Column i (sine) and column i + 1 (cosine) form one pair: do they share a frequency?",
+        ],
+    )
+)
