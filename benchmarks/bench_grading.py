@@ -1,0 +1,86 @@
+"""Benchmark (not a test): grade N submissions of the existing exercises.
+
+    python benchmarks/bench_grading.py                 # 100 submissions, --jobs 1 then 2
+    python benchmarks/bench_grading.py --n 20 --jobs 1 2 4
+
+Half the submissions are the solutions notebooks (full marks), half the
+exercise notebooks as handed out (0 points), of every chapter that has them,
+each under its own learner folder. Prints the wall-clock time per job count;
+``--json FILE`` also writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def make_submissions(folder: pathlib.Path, n: int) -> tuple[list[pathlib.Path], dict[pathlib.Path, bool]]:
+    sources = []
+    for sol in sorted((ROOT / "solutions").glob("*.ipynb")):
+        ex = ROOT / "exercises" / sol.name
+        sources.append((sol, True))
+        if ex.exists():
+            sources.append((ex, False))
+    if not sources:
+        sys.exit("no solutions/*.ipynb to grade")
+    paths, full = [], {}
+    for i in range(n):
+        src, is_solution = sources[i % len(sources)]
+        path = folder / f"learner{i:03d}" / src.name
+        path.parent.mkdir(parents=True)
+        shutil.copyfile(src, path)
+        paths.append(path)
+        full[path] = is_solution
+    return paths, full
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=100, help="number of submissions (default 100)")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="job counts to time")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args(argv)
+
+    from transformer_workbook import grading
+
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="tw-bench-grading-") as tmp:
+        paths, full = make_submissions(pathlib.Path(tmp), args.n)
+        for jobs in args.jobs:
+            start = time.perf_counter()
+            reports = grading.grade_many(paths, jobs=jobs)
+            seconds = time.perf_counter() - start
+            bad = [r for r in reports
+                   if r.status != grading.GRADED
+                   or (r.score == r.max_score) != full[pathlib.Path(r.path)]
+                   or (not full[pathlib.Path(r.path)] and r.score != 0)]
+            per = sorted(r.seconds for r in reports)
+            fig = {"jobs": jobs, "submissions": len(reports), "seconds": round(seconds, 1),
+                   "per_submission_median_s": round(per[len(per) // 2], 2),
+                   "submissions_per_minute": round(60 * len(reports) / seconds, 1),
+                   "unexpected": len(bad)}
+            figures.append(fig)
+            print(f"--jobs {jobs}: {len(reports)} submissions in {seconds:.1f} s "
+                  f"({fig['submissions_per_minute']} per minute; median {fig['per_submission_median_s']} s "
+                  f"each){'; UNEXPECTED: ' + str(len(bad)) if bad else ''}", flush=True)
+    info = {"benchmark": "grading", "cpus": os.cpu_count(), "python": platform.python_version(),
+            "figures": figures}
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(info, indent=2) + "\n")
+    return 1 if any(f["unexpected"] for f in figures) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
