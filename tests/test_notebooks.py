@@ -159,11 +159,9 @@ def test_launch_buttons_point_at_the_repository():
 
 
 @pytest.mark.parametrize("path", ALL, ids=rel)
-def test_widget_cells_are_hidden_in_the_book(path):
-    """Widget state is stripped, so the book would show an empty box: it shows the static figure instead."""
+def test_no_widget_views_are_stored(path):
+    """Widget state is stripped, so a stored view would render as an empty box or an error
+    (GitHub, Colab, the book): `make notebooks` drops it; the static figure after it stays."""
     for cell in read(path).cells:
-        outputs = cell.get("outputs", [])
-        if any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs):
-            assert "remove-output" in cell.metadata.get("tags", []), (
-                f"{rel(path)}: tag the widget cell 'remove-output' (the book shows the static figure)"
-            )
+        for output in cell.get("outputs", []):
+            assert not nt.is_widget_view(output), f"{rel(path)}: stored widget view; run `make notebooks`"

@@ -117,8 +117,20 @@ def execute_notebook(path: pathlib.Path, timeout: int = 600) -> float:
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not is_widget_view(o)]
     nbformat.write(nb, path)
     return seconds
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def is_widget_view(output) -> bool:
+    """A widget's view output: without the widget state (stripped: it is large and changes on
+    every run, with random model ids) it renders as an empty box or a "model not found" error on
+    GitHub, in Colab and in the book, so it is not stored; the static figure after it is."""
+    return WIDGET_VIEW in output.get("data", {})
 
 
 def colab_link(config: dict, path: str) -> str:
