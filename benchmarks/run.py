@@ -50,10 +50,33 @@ def bench_attention() -> None:
 def bench_checks() -> None:
     from transformer_workbook.exercises import all_exercises, check
 
-    print("\n## Check latency (reference answer, all cases)")
+    print("\n## Check latency: a right answer, and an unknown wrong one (every known mistake is tried)")
+    print(f"{'exercise':45} {'right':>9} {'wrong':>9}")
     for ex in all_exercises():
-        seconds = best_of(lambda ex=ex: check(ex.id, ex.reference, quiet=True), repeat=3, number=1)
-        print(f"{ex.id:45} {seconds * 1e3:8.1f} ms")
+        right = best_of(lambda ex=ex: check(ex.id, ex.reference, quiet=True), repeat=3, number=1)
+        # The reference's output times 1.5: no known mistake explains it, so the
+        # check runs every one of them before describing the first failing case.
+        wrong_fn = _always_wrong(ex)
+        res = check(ex.id, wrong_fn, quiet=True)
+        assert not res.passed
+        wrong = best_of(lambda ex=ex, f=wrong_fn: check(ex.id, f, quiet=True), repeat=3, number=1)
+        print(f"{ex.id:45} {right * 1e3:7.1f} ms {wrong * 1e3:7.1f} ms")
+
+
+def _always_wrong(ex):
+    if isinstance(ex.reference, type):  # a class exercise: a module whose forward is off
+        class Wrong(ex.reference):
+            def forward(self, *args, **kwargs):
+                out = super().forward(*args, **kwargs)
+                return (out[0] * 1.5, *out[1:]) if isinstance(out, tuple) else out * 1.5
+
+        return Wrong
+
+    def wrong(*args, **kwargs):
+        out = ex.reference(*args, **kwargs)
+        return (out[0] * 1.5, *out[1:]) if isinstance(out, tuple) else out * 1.5
+
+    return wrong
 
 
 def bench_notebooks() -> None:
