@@ -56,7 +56,7 @@ test: lint unit nbval book
 	@echo "make test: all passed"
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks/01_attention.ipynb
 
 notebooks: $(STAMP)
 	$(PY) -m transformer_workbook notebooks links
