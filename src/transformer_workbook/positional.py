@@ -113,6 +113,26 @@ def shift_matrix(offset: float, d_model: int) -> torch.Tensor:
     return m.to(torch.float32)
 
 
+def _check_input(module: nn.Module, x: torch.Tensor, past_max_len: str) -> int:
+    """Validate ``x`` (..., seq_len, d_model) for a position module; returns seq_len.
+
+    ``past_max_len`` explains the limit, with ``{last}`` and ``{seq_len}`` fields.
+    """
+    seq_len, d = x.shape[-2], x.shape[-1]
+    name = type(module).__name__
+    if d != module.d_model:
+        raise ValueError(
+            f"{name} was built for d_model={module.d_model}, but the input's last dimension "
+            f"is {d}; inputs are (..., seq_len, d_model)"
+        )
+    if seq_len > module.max_len:
+        raise ValueError(
+            f"sequence length {seq_len} is longer than max_len={module.max_len}: "
+            + past_max_len.format(last=module.max_len - 1, seq_len=seq_len)
+        )
+    return seq_len
+
+
 class PositionalEncoding(nn.Module):
     """Adds the sinusoidal table to embeddings: ``x + PE[:seq_len]``, then dropout.
 
@@ -149,19 +169,12 @@ class PositionalEncoding(nn.Module):
         self.register_buffer("pe", sinusoidal_encoding(max_len, d_model), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        seq_len, d = x.shape[-2], x.shape[-1]
-        if d != self.d_model:
-            raise ValueError(
-                f"PositionalEncoding was built for d_model={self.d_model}, but the input's "
-                f"last dimension is {d}; inputs are (..., seq_len, d_model)"
-            )
-        if seq_len > self.max_len:
-            raise ValueError(
-                f"sequence length {seq_len} is longer than max_len={self.max_len}: the "
-                f"precomputed table has rows for positions 0..{self.max_len - 1} only. Build "
-                f"PositionalEncoding(d_model, max_len={seq_len}) or larger (the formula works "
-                "at any position)."
-            )
+        seq_len = _check_input(
+            self, x,
+            "the precomputed table has rows for positions 0..{last} only. Build "
+            "PositionalEncoding(d_model, max_len={seq_len}) or larger (the formula works at any "
+            "position).",
+        )
         return self.dropout(x + self.pe[:seq_len])  # (..., L, d) + (L, d) -> (..., L, d)
 
     def extra_repr(self) -> str:
@@ -196,19 +209,11 @@ class LearnedPositionalEmbedding(nn.Module):
         nn.init.normal_(self.embedding.weight, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        seq_len, d = x.shape[-2], x.shape[-1]
-        if d != self.d_model:
-            raise ValueError(
-                f"LearnedPositionalEmbedding was built for d_model={self.d_model}, but the "
-                f"input's last dimension is {d}; inputs are (..., seq_len, d_model)"
-            )
-        if seq_len > self.max_len:
-            raise ValueError(
-                f"sequence length {seq_len} is longer than max_len={self.max_len}: a learned "
-                f"position table has rows for positions 0..{self.max_len - 1} only, and nothing "
-                "was learned for later positions. Truncate the input, or train with a larger "
-                "max_len."
-            )
+        seq_len = _check_input(
+            self, x,
+            "a learned position table has rows for positions 0..{last} only, and nothing was "
+            "learned for later positions. Truncate the input, or train with a larger max_len.",
+        )
         positions = torch.arange(seq_len, device=x.device)  # (L,)
         return x + self.embedding(positions)  # (..., L, d) + (L, d) -> (..., L, d)
 
