@@ -11,13 +11,9 @@ import math
 import torch
 
 from .. import attention as ref
-from .core import Case, Exercise, Mistake, register
+from .core import Case, Exercise, Mistake, randn, register
 
 CHAPTER = "01_attention"
-
-
-def _randn(g: torch.Generator, *shape: int, scale: float = 1.0, dtype=torch.float32) -> torch.Tensor:
-    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
 
 
 # ---------------------------------------------------------------------------
@@ -28,18 +24,18 @@ def _randn(g: torch.Generator, *shape: int, scale: float = 1.0, dtype=torch.floa
 def softmax_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
     offsets = torch.tensor([[0.0], [-200.0], [-1000.0]])
-    with_inf = _randn(g, 3, 5)
+    with_inf = randn(g, 3, 5)
     with_inf[0, 1] = with_inf[2, 0] = with_inf[2, 4] = float("-inf")
     return [
-        Case("2-D scores, default dim", (_randn(g, 4, 6),)),
-        Case("3-D batch, dim=-1", (_randn(g, 2, 3, 5),), {"dim": -1}),
-        Case("3-D batch, dim=1", (_randn(g, 2, 3, 5),), {"dim": 1}, frozenset({"dim"})),
-        Case("4-D, dim=0", (_randn(g, 3, 2, 4, 5),), {"dim": 0}, frozenset({"dim"})),
-        Case("1-D vector", (_randn(g, 7),)),
-        Case("large values (magnitude 1e4)", (_randn(g, 3, 5, scale=1e4),), {"dim": -1}),
-        Case("rows far apart (offsets 0, -200, -1000)", (_randn(g, 3, 4) + offsets,), {"dim": -1}),
+        Case("2-D scores, default dim", (randn(g, 4, 6),)),
+        Case("3-D batch, dim=-1", (randn(g, 2, 3, 5),), {"dim": -1}),
+        Case("3-D batch, dim=1", (randn(g, 2, 3, 5),), {"dim": 1}, frozenset({"dim"})),
+        Case("4-D, dim=0", (randn(g, 3, 2, 4, 5),), {"dim": 0}, frozenset({"dim"})),
+        Case("1-D vector", (randn(g, 7),)),
+        Case("large values (magnitude 1e4)", (randn(g, 3, 5, scale=1e4),), {"dim": -1}),
+        Case("rows far apart (offsets 0, -200, -1000)", (randn(g, 3, 4) + offsets,), {"dim": -1}),
         Case("scores with some -inf (masked) entries", (with_inf,), {"dim": -1}),
-        Case("float64 input", (_randn(g, 3, 4, dtype=torch.float64),), {"dim": -1}),
+        Case("float64 input", (randn(g, 3, 4, dtype=torch.float64),), {"dim": -1}),
     ]
 
 
@@ -142,36 +138,36 @@ def sdpa_cases(seed: int) -> list[Case]:
     padding = torch.arange(4) < lengths[:, None]  # (B=2, Lk=4)
     padding = padding[:, None, None, :]  # (B, 1, 1, Lk): same keys hidden for every head and query
     return [
-        Case("3-D batch, no mask", (_randn(g, 2, 3, D_K), _randn(g, 2, 4, D_K), _randn(g, 2, 4, D_V))),
+        Case("3-D batch, no mask", (randn(g, 2, 3, D_K), randn(g, 2, 4, D_K), randn(g, 2, 4, D_V))),
         Case(
             "4-D (batch, heads), no mask",
-            (_randn(g, 2, 2, 3, D_K), _randn(g, 2, 2, 4, D_K), _randn(g, 2, 2, 4, D_V)),
+            (randn(g, 2, 2, 3, D_K), randn(g, 2, 2, 4, D_K), randn(g, 2, 2, 4, D_V)),
             tags=frozenset({"4d"}),
         ),
         Case(
             "2-D single sequence, no mask",
-            (_randn(g, 3, D_K), _randn(g, 4, D_K), _randn(g, 4, D_V)),
+            (randn(g, 3, D_K), randn(g, 4, D_K), randn(g, 4, D_V)),
             tags=frozenset({"2d"}),
         ),
         Case(
             "3-D batch with a (Lq, Lk) mask",
-            (_randn(g, 2, 3, D_K), _randn(g, 2, 4, D_K), _randn(g, 2, 4, D_V)),
+            (randn(g, 2, 3, D_K), randn(g, 2, 4, D_K), randn(g, 2, 4, D_V)),
             {"mask": mask_2d},
             frozenset({"mask"}),
         ),
         Case(
             "4-D with a (B, 1, 1, Lk) padding mask",
-            (_randn(g, 2, 2, 3, D_K), _randn(g, 2, 2, 4, D_K), _randn(g, 2, 2, 4, D_V)),
+            (randn(g, 2, 2, 3, D_K), randn(g, 2, 2, 4, D_K), randn(g, 2, 2, 4, D_V)),
             {"mask": padding},
             frozenset({"mask", "4d"}),
         ),
         Case(
             "3-D self-attention (Lq = Lk)",
-            (_randn(g, 2, 4, D_K), _randn(g, 2, 4, D_K), _randn(g, 2, 4, D_V)),
+            (randn(g, 2, 4, D_K), randn(g, 2, 4, D_K), randn(g, 2, 4, D_V)),
         ),
         Case(
             "large scores (entries of magnitude 30)",
-            (_randn(g, 2, 3, D_K, scale=30.0), _randn(g, 2, 4, D_K, scale=30.0), _randn(g, 2, 4, D_V)),
+            (randn(g, 2, 3, D_K, scale=30.0), randn(g, 2, 4, D_K, scale=30.0), randn(g, 2, 4, D_V)),
             tags=frozenset({"large"}),
         ),
     ]
@@ -345,9 +341,9 @@ def spot_the_bug_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
     # Lq, Lk and d_k all different, so each bug shows on its own.
     return [
-        Case("B=2, Lq=3, Lk=5, d_k=4", (_randn(g, 2, 3, 4), _randn(g, 2, 5, 4))),
-        Case("B=1, Lq=6, Lk=2, d_k=16", (_randn(g, 1, 6, 16), _randn(g, 1, 2, 16))),
-        Case("B=3, Lq=4, Lk=4, d_k=9", (_randn(g, 3, 4, 9, scale=2.0), _randn(g, 3, 4, 9))),
+        Case("B=2, Lq=3, Lk=5, d_k=4", (randn(g, 2, 3, 4), randn(g, 2, 5, 4))),
+        Case("B=1, Lq=6, Lk=2, d_k=16", (randn(g, 1, 6, 16), randn(g, 1, 2, 16))),
+        Case("B=3, Lq=4, Lk=4, d_k=9", (randn(g, 3, 4, 9, scale=2.0), randn(g, 3, 4, 9))),
     ]
 
 

@@ -59,6 +59,11 @@ class Case:
         return f"{self.name} ({', '.join(parts)})"
 
 
+def randn(g: torch.Generator, *shape: int, scale: float = 1.0, dtype=torch.float32) -> torch.Tensor:
+    """Seeded N(0, scale^2) case data, drawn in float64 then cast (same values for any dtype)."""
+    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+
 def _describe_value(x: Any) -> str:
     if isinstance(x, torch.Tensor):
         dtype = str(x.dtype).replace("torch.", "")

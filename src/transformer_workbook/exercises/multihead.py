@@ -18,13 +18,9 @@ from torch import nn
 from .. import multihead as mh
 from ..attention import scaled_dot_product_attention
 from ..multihead import combine_heads, split_heads
-from .core import Case, Exercise, Mistake, register
+from .core import Case, Exercise, Mistake, randn, register
 
 CHAPTER = "02_multi_head_attention"
-
-
-def _randn(g: torch.Generator, *shape: int, scale: float = 1.0, dtype=torch.float32) -> torch.Tensor:
-    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
 
 
 # ---------------------------------------------------------------------------
@@ -36,15 +32,15 @@ def split_heads_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
     # L, H and d_head differ in the main cases, so every wrong layout shows.
     return [
-        Case("B=2, L=5, d_model=12, 3 heads (d_head=4)", (_randn(g, 2, 5, 12), 3)),
-        Case("B=1, L=4, d_model=6, 2 heads (d_head=3)", (_randn(g, 1, 4, 6), 2)),
-        Case("B=3, L=2, d_model=24, 6 heads (d_head=4)", (_randn(g, 3, 2, 24), 6)),
-        Case("one head: B=2, L=3, d_model=4", (_randn(g, 2, 3, 4), 1), tags=frozenset({"h1"})),
-        Case("d_head=1: B=2, L=3, d_model=5, 5 heads", (_randn(g, 2, 3, 5), 5)),
-        Case("float64 input: B=2, L=3, d_model=8, 4 heads", (_randn(g, 2, 3, 8, dtype=torch.float64), 4)),
+        Case("B=2, L=5, d_model=12, 3 heads (d_head=4)", (randn(g, 2, 5, 12), 3)),
+        Case("B=1, L=4, d_model=6, 2 heads (d_head=3)", (randn(g, 1, 4, 6), 2)),
+        Case("B=3, L=2, d_model=24, 6 heads (d_head=4)", (randn(g, 3, 2, 24), 6)),
+        Case("one head: B=2, L=3, d_model=4", (randn(g, 2, 3, 4), 1), tags=frozenset({"h1"})),
+        Case("d_head=1: B=2, L=3, d_model=5, 5 heads", (randn(g, 2, 3, 5), 5)),
+        Case("float64 input: B=2, L=3, d_model=8, 4 heads", (randn(g, 2, 3, 8, dtype=torch.float64), 4)),
         Case(
             "d_model=10 is not divisible by 4 heads (must raise)",
-            (_randn(g, 2, 3, 10), 4),
+            (randn(g, 2, 3, 10), 4),
             tags=frozenset({"raises"}),
         ),
     ]
@@ -130,12 +126,12 @@ register(
 def combine_heads_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
     return [
-        Case("B=2, 3 heads, L=5, d_head=4", (_randn(g, 2, 3, 5, 4),)),
-        Case("B=1, 2 heads, L=4, d_head=3", (_randn(g, 1, 2, 4, 3),)),
-        Case("B=3, 6 heads, L=2, d_head=4", (_randn(g, 3, 6, 2, 4),)),
-        Case("one head: B=2, L=3, d_head=4", (_randn(g, 2, 1, 3, 4),), tags=frozenset({"h1"})),
-        Case("d_head=1: B=2, 5 heads, L=3", (_randn(g, 2, 5, 3, 1),)),
-        Case("float64 input: B=2, 4 heads, L=3, d_head=2", (_randn(g, 2, 4, 3, 2, dtype=torch.float64),)),
+        Case("B=2, 3 heads, L=5, d_head=4", (randn(g, 2, 3, 5, 4),)),
+        Case("B=1, 2 heads, L=4, d_head=3", (randn(g, 1, 2, 4, 3),)),
+        Case("B=3, 6 heads, L=2, d_head=4", (randn(g, 3, 6, 2, 4),)),
+        Case("one head: B=2, L=3, d_head=4", (randn(g, 2, 1, 3, 4),), tags=frozenset({"h1"})),
+        Case("d_head=1: B=2, 5 heads, L=3", (randn(g, 2, 5, 3, 1),)),
+        Case("float64 input: B=2, 4 heads, L=3, d_head=2", (randn(g, 2, 4, 3, 2, dtype=torch.float64),)),
     ]
 
 
@@ -353,9 +349,9 @@ def _wrong(**switches) -> type:
 def _linear_params(g: torch.Generator, d_model: int, bias: bool) -> dict:
     params = {}
     for name in PROJECTIONS:
-        params[f"{name}.weight"] = _randn(g, d_model, d_model, scale=1.5 / math.sqrt(d_model))
+        params[f"{name}.weight"] = randn(g, d_model, d_model, scale=1.5 / math.sqrt(d_model))
         if bias:
-            params[f"{name}.bias"] = _randn(g, d_model, scale=0.3)
+            params[f"{name}.bias"] = randn(g, d_model, scale=0.3)
     return params
 
 
@@ -363,11 +359,11 @@ def mha_cases(seed: int) -> list[ModuleCase]:
     g = torch.Generator().manual_seed(seed)
 
     def case(name, d_model, n_heads, bias, B, Lq, Lk=None, mask=None, self_attention=True, tags=()):
-        query = _randn(g, B, Lq, d_model)
+        query = randn(g, B, Lq, d_model)
         if self_attention:
             key = value = query
         else:
-            key, value = _randn(g, B, Lk, d_model), _randn(g, B, Lk, d_model)
+            key, value = randn(g, B, Lk, d_model), randn(g, B, Lk, d_model)
         return ModuleCase(
             name,
             args=(query, key, value),
