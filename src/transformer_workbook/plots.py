@@ -20,6 +20,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .attention import attention_entropy
+
 __all__ = [
     "attention_heatmap",
     "attention_distribution",
@@ -48,9 +50,7 @@ def _new_ax(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
 
 def entropy_of(weights_row: Any) -> float:
     """Shannon entropy (nats) of one attention distribution; zero weights count 0."""
-    w = _as_tensor(weights_row).flatten()
-    logs = torch.where(w > 0, w.log(), torch.zeros_like(w))
-    return float(-(w * logs).sum())
+    return float(attention_entropy(_as_tensor(weights_row).flatten()))
 
 
 def attention_heatmap(
