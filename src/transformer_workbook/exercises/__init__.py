@@ -5,14 +5,15 @@
 
 Each chapter's exercises live in a module of this package named after the
 chapter's module (``attention.py`` for Chapter 1) and register themselves in
-:data:`REGISTRY` when imported. To add a chapter, add its module to
-``CHAPTER_MODULES``.
+:data:`REGISTRY` when imported. Which modules: the available chapters' exercise
+modules in the table of chapters (:mod:`transformer_workbook.chapters`).
 """
 
 from __future__ import annotations
 
 import importlib
 
+from ..chapters import exercise_modules
 from .core import (
     REGISTRY,
     Case,
@@ -30,8 +31,8 @@ from .core import (
     solution,
 )
 
-#: Exercise modules, in chapter order.
-CHAPTER_MODULES = ["attention", "multihead", "positional"]
+#: Exercise modules, in chapter order (from the table of chapters).
+CHAPTER_MODULES = exercise_modules()
 
 _loaded = False
 
