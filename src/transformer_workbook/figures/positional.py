@@ -33,6 +33,7 @@ __all__ = [
     "positional_views",
 ]
 
+
 def positional_heatmap(
     pe: Any,
     ax: Axes | None = None,
