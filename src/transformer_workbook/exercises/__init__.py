@@ -13,15 +13,17 @@ The machinery, in the order it runs:
   ``nn.Module``;
 - :mod:`.api`: ``check``, ``hint``, ``solution`` and the registry.
 
-Each chapter's exercises live in a module named after the chapter's package
-module (``attention.py`` for Chapter 1) and register themselves in
-:data:`REGISTRY` when imported.
+Each chapter's exercises live in a module of this package named after the
+chapter's module (``attention.py`` for Chapter 1) and register themselves in
+:data:`REGISTRY` when imported. Which modules: the available chapters' exercise
+modules in the table of chapters (:mod:`transformer_workbook.chapters`).
 """
 
 from __future__ import annotations
 
 import importlib
 
+from ..chapters import exercise_modules
 from .api import REGISTRY, check, get, hint, register, solution
 from .core import (
     Case,
@@ -44,8 +46,8 @@ from .judging import (
 )
 from .modules import ModuleCase, build_and_call
 
-#: Exercise modules, in chapter order.
-CHAPTER_MODULES = ["attention", "multihead", "positional"]
+#: Exercise modules, in chapter order (from the table of chapters).
+CHAPTER_MODULES = exercise_modules()
 
 _loaded = False
 
