@@ -478,10 +478,10 @@ def test_malformed_or_malicious_results_are_an_error(tmp_path, payload, monkeypa
     ex = get("attention.softmax")
     path = tmp_path / "out.pt"
     torch.save(payload, path)
-    data = grading._load_result(path, ex)
+    data = grading.load_result(path, ex)
     assert data is None
     assert not (tmp_path / "pwned").exists(), "nothing is unpickled"
-    res = grading._judge(ex, ex.make_cases(ex.seed), data, "")
+    res = grading.judge(ex, ex.make_cases(ex.seed), data, "")
     assert res.status == "error" and res.points == 0
 
 
@@ -489,7 +489,7 @@ def test_malformed_or_malicious_results_are_an_error(tmp_path, payload, monkeypa
 def test_outcomes_that_do_not_fit_the_cases_are_an_error(outcomes):
     ex = get("attention.softmax")
     data = {"id": ex.id, "status": "ran", "module": "__main__", "outcomes": outcomes}
-    res = grading._judge(ex, ex.make_cases(ex.seed), data, "")
+    res = grading.judge(ex, ex.make_cases(ex.seed), data, "")
     assert res.status == "error" and res.points == 0
 
 
@@ -500,7 +500,7 @@ def test_the_package_own_reference_gets_no_points():
     cases = ex.make_cases(ex.seed)
     data = {"id": ex.id, "status": "ran", "module": "transformer_workbook.attention",
             "outcomes": outcomes_to_payload(run_cases(ex.reference, cases))}
-    res = grading._judge(ex, cases, data, "")
+    res = grading.judge(ex, cases, data, "")
     assert res.status == "failed" and res.mistake == "uses-package" and res.points == 0
 
 
