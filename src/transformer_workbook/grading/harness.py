@@ -18,7 +18,7 @@ exercise that kills the kernel leaves the earlier results readable.
 
 The results are plain data (``torch.load(weights_only=True)`` reads them):
 ``{"id", "status", "type", "module", "outcomes"}`` with ``status`` one of
-:data:`RAN`, :data:`MISSING`, :data:`NOT_CALLABLE`. The grader judges them in
+:data:`RAN`, :data:`ABSENT`, :data:`NOT_CALLABLE`. The grader judges them in
 its own process (:mod:`.judge`).
 
 This module imports nothing from the course package at import time, and its
@@ -35,15 +35,15 @@ import sys
 
 #: What the harness found for one exercise.
 RAN = "ran"  # the function ran on the cases: "outcomes" holds what happened
-MISSING = "missing"  # the notebook defines nothing of that name
+ABSENT = "absent"  # the notebook defines nothing of that name
 NOT_CALLABLE = "not-callable"  # the name is bound to something that cannot be called
-RESULT_STATUSES = (RAN, MISSING, NOT_CALLABLE)
+RESULT_STATUSES = (RAN, ABSENT, NOT_CALLABLE)
 
 #: ``__name__`` of the fresh namespace the kernel cell executes this file in.
 NAMESPACE_NAME = "tw_grader_harness"
 _CORE_NAME = "transformer_workbook.exercises._grader_core"
 _CORE_CLASS = ("transformer_workbook.exercises.core", "Case")
-_ABSENT = object()
+_NOTHING = object()
 
 
 def load_core(core_path: str):
@@ -80,9 +80,9 @@ def make_case(core, data: dict):
 
 def run_job(core, job: dict, user_ns: dict) -> dict:
     """Run one exercise's function from ``user_ns`` on its cases; the result as plain data."""
-    result = {"id": job["id"], "status": MISSING, "type": "", "module": ""}
-    fn = user_ns.get(job["target"], _ABSENT)
-    if fn is _ABSENT:
+    result = {"id": job["id"], "status": ABSENT, "type": "", "module": ""}
+    fn = user_ns.get(job["target"], _NOTHING)
+    if fn is _NOTHING:
         return result
     if not callable(fn):
         result["status"] = NOT_CALLABLE

@@ -62,7 +62,7 @@ def judge(ex, cases, data: dict | None, definer: str) -> ExerciseReport:
     if data is None:
         return exercise_report(ex, ERRORED, "The grader could not collect the results of "
                                f"`{ex.target}` from the notebook's kernel.", "unreadable")
-    if data["status"] == harness.MISSING:
+    if data["status"] == harness.ABSENT:
         msg = (f"The notebook defines no function named `{ex.target}`: keep the name and signature "
                "of the exercise's stub.")
         if definer:

@@ -32,6 +32,8 @@ POLL_S = 0.05
 #: The harness cell's limit, beyond the sum of the exercises' own time limits.
 HARNESS_MARGIN_S = 30.0
 HARNESS_STAGE = "harness"
+#: The status of an execute_reply for a cell that raised (Jupyter's messaging protocol).
+REPLY_ERROR = "error"
 
 
 class KernelClock:
@@ -92,14 +94,14 @@ class Watchdog(threading.Thread):
         self.used = 0.0  # kernel time of the finished cells
         self.timed_out = False
         self._cell_start: float | None = None  # kernel time
-        self._cell_wall = 0.0
+        self._cell_wall = 0.0  # wall-clock reading of the clock
         self._cell_limit = 0.0
         self._next_interrupt = 0.0
         self._interrupted = False
 
     def start_cell(self, limit_s: float) -> None:
         with self._lock:
-            self._cell_start, self._cell_wall = self.clock.now(), time.monotonic()
+            self._cell_start, self._cell_wall = self.clock.now(), self.clock.wall()
             self._cell_limit = self._next_interrupt = max(float(limit_s), POLL_S)
             self._interrupted = False
 
@@ -122,24 +124,27 @@ class Watchdog(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
 
+    def check(self) -> bool:
+        """One look at the clock: interrupt or kill as the limits say. False once the kernel is killed."""
+        with self._lock:
+            now = self.clock.now()
+            if self._spent(now) >= self.timeout_s or self.clock.wall() >= WALL_BACKSTOP * self.timeout_s:
+                self.timed_out = True
+                self._kill()
+                return False
+            if self._cell_start is None:
+                return True
+            in_cell = now - self._cell_start
+            wall_in_cell = self.clock.wall() - self._cell_wall
+            if in_cell >= self._next_interrupt or wall_in_cell >= WALL_BACKSTOP * self._next_interrupt:
+                self._interrupted = True
+                self._next_interrupt += self._cell_limit  # again, if the cell goes on
+                self._interrupt()
+            return True
+
     def run(self) -> None:
-        while not self._halt.wait(POLL_S):
-            with self._lock:
-                now = self.clock.now()
-                if (self._spent(now) >= self.timeout_s
-                        or self.clock.wall() >= WALL_BACKSTOP * self.timeout_s):
-                    self.timed_out = True
-                    self._kill()
-                    return
-                if self._cell_start is None:
-                    continue
-                in_cell = now - self._cell_start
-                wall_in_cell = time.monotonic() - self._cell_wall
-                if (in_cell >= self._next_interrupt
-                        or wall_in_cell >= WALL_BACKSTOP * self._next_interrupt):
-                    self._interrupted = True
-                    self._next_interrupt += self._cell_limit  # again, if the cell ignores it
-                    self._interrupt()
+        while not self._halt.wait(POLL_S) and self.check():
+            pass
 
 
 @dataclasses.dataclass
@@ -268,7 +273,7 @@ def execute(nb, scratch: pathlib.Path, jobs_data: list, options: GradeOptions, m
                         continue
                     state["stage"] = f"cell {index + 1} (`{first_line(cell.source)}`)"
                     reply, interrupted = run_cell(cell, index, options.cell_timeout_s)
-                    if reply.get("status") == "error":
+                    if reply.get("status") == REPLY_ERROR:
                         ename = str(reply.get("ename", "Error"))[:80]
                         evalue = short(str(reply.get("evalue", "")), 120)
                         if ename == "KeyboardInterrupt" and interrupted:
@@ -288,7 +293,7 @@ def execute(nb, scratch: pathlib.Path, jobs_data: list, options: GradeOptions, m
                     nb.cells.append(cell)
                     state["stage"] = HARNESS_STAGE
                     reply, _ = run_cell(cell, len(nb.cells) - 1, harness_limit(jobs_data))
-                    if reply.get("status") == "error":
+                    if reply.get("status") == REPLY_ERROR:
                         error = f"{reply.get('ename', '')}: {reply.get('evalue', '')}"
                         run.harness_error = short(error, 200)
                     else:
