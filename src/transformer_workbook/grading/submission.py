@@ -169,7 +169,7 @@ def _grade_into(report: SubmissionReport, path: pathlib.Path, options: GradeOpti
         # 5. Writes outside the scratch folder.
         _flag_changes(report, path, data, folder, before, notes, shared_folder)
         if notes:
-            notes_text = "Notes: " + "; ".join(notes) + "."
+            notes_text = "Notes: " + "; ".join(n.rstrip(".") for n in notes) + "."
             report.message = f"{report.message} {notes_text}" if report.message else notes_text
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
