@@ -3,11 +3,12 @@
 The grader does not ``import`` this module in the kernel (the notebook may have
 replaced modules in ``sys.modules`` or attributes of the course package).
 :func:`cell_source` builds the one cell the grader runs there: it compiles this
-file's source text, read by the grader, and executes it in a **fresh
-namespace** whose builtins are the ``builtins`` module, so none of the names
-the learner defined or shadowed (``torch``, ``open``, ``len``, ``run_cases``,
-``_tw_harness``...) is used; then it calls :func:`run` with the notebook's own
-namespace, from which it fetches only the learner's functions, by name.
+file's source text, read once when the grader imports this module (before
+any notebook runs), and executes it in a **fresh namespace** whose builtins
+are the ``builtins`` module, so none of the names the learner defined or
+shadowed (``torch``, ``open``, ``len``, ``run_cases``, ``_tw_harness``...) is
+used; then it calls :func:`run` with the notebook's own namespace, from which
+it fetches only the learner's functions, by name.
 
 :func:`run` loads a **fresh copy** of the check machinery
 (``exercises/core.py``) from its file, runs each exercise's function on the
@@ -126,9 +127,7 @@ def cell_source(core_path: str, cases_path: str, out_prefix: str) -> str:
     ``builtins`` module, imported by the cell itself); the fresh namespace is a
     literal, and the notebook's own namespace is the cell's frame globals.
     """
-    path = os.path.abspath(__file__)
-    with open(path, encoding="utf-8") as f:
-        source = f.read()
+    path, source = _OWN_PATH, _OWN_SOURCE
     args = {"core_path": core_path, "cases_path": cases_path, "out_prefix": out_prefix}
     return (
         "import builtins as _tw_builtins\n"
@@ -141,3 +140,7 @@ def cell_source(core_path: str, cases_path: str, out_prefix: str) -> str:
 
 if __name__ == NAMESPACE_NAME:  # executed by cell_source()'s cell, in the learner's kernel
     run(globals()["_TW_USER_NS"], **globals()["_TW_ARGS"])
+else:  # imported by the grader: its source is read now, before any notebook runs (and could change it)
+    _OWN_PATH = os.path.abspath(__file__)
+    with open(_OWN_PATH, encoding="utf-8") as _f:
+        _OWN_SOURCE = _f.read()
