@@ -371,7 +371,8 @@ def test_cheating_gains_nothing(graded):
     ex = exercises(sub)
     # It replaced torch.allclose & co. with its own functions: both the grader and the
     # learner's own check refuse to judge in a modified torch.
-    assert {i: (ex[i]["status"], ex[i]["mistake"]) for i in IDS} == {i: ("error", "torch-modified") for i in IDS}
+    verdicts = {i: (ex[i]["status"], ex[i]["mistake"]) for i in IDS}
+    assert verdicts == {i: ("error", "torch-modified") for i in IDS}
     assert "torch.allclose" in ex["attention.softmax"]["message"]
 
 
