@@ -5,6 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 COMPAT := $(VENV)/compat-ipywidgets7
+# The book serves its own MathJax (npm package, pinned in package-lock.json), so it
+# works with no internet; book/_ext/tw_book.py copies it into the build.
+NPM ?= npm
+MATHJAX := node_modules/mathjax/es5/tex-mml-chtml.js
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 SOLUTIONS := $(sort $(wildcard solutions/*.ipynb))
 EXERCISES := $(sort $(wildcard exercises/*.ipynb))
@@ -33,12 +37,17 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --target $(COMPAT) ipywidgets==7.7.1 ipython_genutils==0.2.0
 	touch $(STAMP)
 
+$(MATHJAX): package.json package-lock.json
+	@command -v $(NPM) >/dev/null || { echo "make: npm is needed to build the book (it installs MathJax, so the book works offline): install Node.js (Debian: apt-get install npm)"; exit 1; }
+	$(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(MATHJAX)
+
 install: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks notebooks solutions exercises
 
-unit: $(STAMP)
+unit: $(STAMP) $(MATHJAX)
 	TW_REQUIRE_COMPAT=1 $(VENV)/bin/pytest -q tests
 
 nbval: $(STAMP)
@@ -47,7 +56,7 @@ nbval: $(STAMP)
 
 # Strict: warnings are errors, from a clean _build (an incremental -W build can
 # pass while old warnings stand).
-book: $(STAMP)
+book: $(STAMP) $(MATHJAX)
 	rm -rf _build
 	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
