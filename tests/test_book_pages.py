@@ -75,12 +75,33 @@ async (phone) => {
     const r = el.getBoundingClientRect();
     if (r.width === 0 && r.height === 0) continue;  // not displayed (e.g. a closed dropdown)
     const mayScroll = el.tagName === 'TABLE' || (phone && el.tagName === 'MJX-CONTAINER');
-    const scrolls = !mayScroll && el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX !== 'visible';
+    const scrolls = !mayScroll && el.scrollWidth > el.clientWidth + 1
+                    && getComputedStyle(el).overflowX !== 'visible';
     const spills = r.right > column.right + 1 || r.left < column.left - 1;
     if (scrolls || spills) {
       overflowing.push(`${describe(el)} (width ${Math.round(r.width)} px, content ${el.scrollWidth} px,` +
                        ` column ${Math.round(column.left)}-${Math.round(column.right)} px)`);
     }
+  }
+  // The page itself must not scroll sideways: whatever sticks out of the window
+  // (outside a box that scrolls or clips it, and not a fixed drawer) is reported.
+  const clipped = (el) => {
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      if (getComputedStyle(p).overflowX !== 'visible') return true;
+    }
+    return false;
+  };
+  const sticksOut = [];
+  if (document.documentElement.scrollWidth > window.innerWidth + 1) {
+    for (const el of document.querySelectorAll('body *')) {
+      const r = el.getBoundingClientRect();
+      if (r.right > window.innerWidth + 1 && r.width > 0 && getComputedStyle(el).position !== 'fixed'
+          && !clipped(el) && !(el.parentElement && el.parentElement.getBoundingClientRect().right
+                                 > window.innerWidth + 1 && !clipped(el.parentElement))) {
+        sticksOut.push(`${describe(el)} (right edge at ${Math.round(r.right)} px)`);
+      }
+    }
+    if (!sticksOut.length) sticksOut.push(`page ${document.documentElement.scrollWidth} px wide`);
   }
   // Visible prose without code: raw LaTeX there means MathJax did not typeset it.
   const clone = document.body.cloneNode(true);
@@ -96,7 +117,7 @@ async (phone) => {
   }));
   const colab = [...document.querySelectorAll('a[href*="colab.research.google.com"]')]
                   .map((a) => a.getAttribute('href'));
-  return {overflowing, text, untypeset, mathCount: mathNodes.length,
+  return {overflowing, sticksOut, text, untypeset, mathCount: mathNodes.length,
           mjx: document.querySelectorAll('mjx-container').length, images, colab};
 }
 """.replace("CONTAINED", repr(CONTAINED))
@@ -233,8 +254,9 @@ def test_page_reads_right_offline(browser, server, page_path, viewport):
     if found["mathCount"]:
         assert found["mjx"] > 0 or found["untypeset"], "math elements but no MathJax output"
 
-    # Nothing cut off.
+    # Nothing cut off, and no sideways scrolling of the page.
     problems += [f"wider than its column ({viewport}): {o}" for o in found["overflowing"]]
+    problems += [f"wider than the window ({viewport}): {o}" for o in found["sticksOut"]]
 
     # Images: loaded, described.
     for img in found["images"]:
