@@ -16,10 +16,13 @@ EXERCISES := $(sort $(wildcard exercises/*.ipynb))
 export OMP_NUM_THREADS ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test lint unit nbval book lab notebooks links bench bench-grading clean
+.PHONY: help install test lint unit nbval colab nbval-here book lab notebooks links bench bench-grading test-latest clean
 
 help:
-	@echo "make test       lint, package tests, notebook tests (nbval), strict book build"
+	@echo "make test       lint, package tests (and every book page in Chromium), the notebooks"
+	@echo "                run as on Colab with their outputs compared (nbval), strict book build"
+	@echo "make colab      only the notebooks, as on Colab (= make nbval)"
+	@echo "make test-latest  package tests and notebooks against the newest releases (not in make test)"
 	@echo "make book       build the HTML book into _build/html"
 	@echo "make lab        JupyterLab on the notebooks"
 	@echo "make notebooks  regenerate exercises/ from solutions/ and re-execute every notebook"
@@ -48,9 +51,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks notebooks solutions exercises
 
 unit: $(STAMP) $(MATHJAX)
-	TW_REQUIRE_COMPAT=1 $(VENV)/bin/pytest -q tests
+	TW_REQUIRE_COMPAT=1 $(VENV)/bin/pytest -q -m "not slow" tests
 
+# Every notebook run the way Colab runs it (a side environment with only Colab's
+# packages, google.colab simulated, the setup cell installing the course from this
+# working tree), its outputs compared with the stored ones: tests/test_colab_runtime.py.
+# One execution per notebook does both.
 nbval: $(STAMP)
+	$(VENV)/bin/pytest -q -m slow tests/test_colab_runtime.py
+
+colab: nbval
+
+# The same comparison in .venv itself: quicker to start, not Colab-like.
+nbval-here: $(STAMP)
 	$(VENV)/bin/pytest -q --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--nbval-cell-timeout=120 -p no:cacheprovider notebooks solutions exercises
 
@@ -80,6 +93,24 @@ bench: $(STAMP)
 
 bench-grading: $(STAMP)
 	$(PY) benchmarks/bench_grading.py
+
+# Ahead of library rot (IPython 9 removed set_matplotlib_formats; pinned releases
+# stop installing on new Pythons): the package tests and the notebooks against the
+# newest release of everything but torch, in $(LATEST). Not part of make test:
+# its result changes with every release.
+LATEST := $(VENV)/latest
+LATEST_PACKAGES := torch==2.13.0 numpy matplotlib ipywidgets ipython ipykernel jupyterlab \
+	nbformat nbclient nbval pytest "jupyter-book>=1,<2" playwright PyYAML
+test-latest: $(MATHJAX)
+	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager $(LATEST_PACKAGES) -e ".[grader]"
+	$(LATEST)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@$(LATEST)/bin/python -m pip list 2>/dev/null | grep -iE "^(numpy|matplotlib|ipywidgets|ipython|ipykernel|nbclient|nbval|jupyter-book|sphinx|myst-nb|pytest|torch) "
+	$(LATEST)/bin/pytest -q -m "not slow" tests
+	$(LATEST)/bin/pytest -q --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		--nbval-cell-timeout=120 -p no:cacheprovider notebooks solutions exercises
+	@echo "make test-latest: all passed"
 
 clean:
 	rm -rf _build

@@ -133,7 +133,9 @@ def _browser_or_skip():
     pytest.skip("no Chromium on this machine (apt-get install chromium to run the browser test)")
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API must be closed before another test
+# module (tests/test_browser.py) starts its own.
+@pytest.fixture(scope="module")
 def book(tmp_path_factory):
     """The book, built strictly from the working tree into a temporary folder."""
     _browser_or_skip()
@@ -147,7 +149,7 @@ def book(tmp_path_factory):
     return out / "_build" / "html"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(book):
     """`book` served on 127.0.0.1 (a random free port); yields the base URL."""
     handler = functools.partial(_QuietHandler, directory=str(book))
@@ -166,7 +168,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -274,3 +276,42 @@ def test_page_reads_right_offline(browser, server, page_path, viewport):
                      for href in found["colab"] if href != own]
 
     assert not problems, f"{page_path} at {viewport} width:\n" + "\n".join(dict.fromkeys(problems))
+
+
+# The check's rich feedback (an HTML box with class tw-feedback, in a cell's output) must
+# wrap inside the column, whatever its message; the stored outputs may not show one yet,
+# so one is put into a real page, where the book's stylesheet applies, and measured.
+FEEDBACK = """
+(phone) => {
+  const output = document.querySelector('.cell_output');
+  const box = document.createElement('div');
+  box.className = 'output text_html';
+  box.innerHTML = '<div class="tw-feedback"><p>❌ <b>attention.softmax</b>: failed. ' +
+    'Your softmax overflows on large inputs: exp(1e4) is inf in float32, and inf / inf is NaN. '.repeat(4) +
+    '<code>transformer_workbook.exercises.attention.softmax_reference_with_a_very_long_name</code></p>' +
+    '<pre>' + 'x'.repeat(200) + '</pre></div>';
+  output.appendChild(box);
+  const el = box.querySelector('.tw-feedback');
+  const article = document.querySelector('main#main-content article') || document.body;
+  const column = article.getBoundingClientRect();
+  const r = el.getBoundingClientRect();
+  const pre = el.querySelector('pre');
+  return {width: r.width, right: r.right, columnRight: column.right, scroll: el.scrollWidth,
+          client: el.clientWidth, preScroll: pre.scrollWidth, preClient: pre.clientWidth,
+          page: document.documentElement.scrollWidth, window: window.innerWidth};
+}
+"""
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_check_feedback_box_wraps_inside_the_column(browser, server, viewport):
+    context = browser.new_context(viewport=VIEWPORTS[viewport])
+    try:
+        page = context.new_page()
+        page.goto(f"{server}/solutions/01_attention.html", wait_until="load")
+        m = page.evaluate(FEEDBACK, viewport == "phone")
+    finally:
+        context.close()
+    assert m["right"] <= m["columnRight"] + 1, m
+    assert m["scroll"] <= m["client"] + 1 and m["preScroll"] <= m["preClient"] + 1, m
+    assert m["page"] <= m["window"] + 1, m
