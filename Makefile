@@ -67,10 +67,10 @@ nbval-here: $(STAMP)
 	$(VENV)/bin/pytest -q --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--nbval-cell-timeout=120 -p no:cacheprovider notebooks solutions exercises
 
-# Strict: warnings are errors, from a clean _build (an incremental -W build can
-# pass while old warnings stand).
+# Strict: warnings are errors, from a clean build (an incremental -W build can
+# pass while old warnings stand). _build/screenshots (the browser test's) stays.
 book: $(STAMP) $(MATHJAX)
-	rm -rf _build
+	rm -rf _build/html _build/.doctrees _build/jupyter_execute
 	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 

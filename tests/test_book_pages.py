@@ -115,9 +115,12 @@ async (phone) => {
     src: img.getAttribute('src'), alt: img.getAttribute('alt'), loaded: img.complete && img.naturalWidth > 0,
     visible: img.getBoundingClientRect().width > 0,
   }));
+  // Headless Chromium does not ask for a favicon by itself; a browser does (and got a 404).
+  const icon = document.querySelector('link[rel~="icon"]');
+  const iconStatus = icon ? (await fetch(icon.href)).status : null;
   const colab = [...document.querySelectorAll('a[href*="colab.research.google.com"]')]
                   .map((a) => a.getAttribute('href'));
-  return {overflowing, sticksOut, text, untypeset, mathCount: mathNodes.length,
+  return {iconStatus, overflowing, sticksOut, text, untypeset, mathCount: mathNodes.length,
           mjx: document.querySelectorAll('mjx-container').length, images, colab};
 }
 """.replace("CONTAINED", repr(CONTAINED))
@@ -259,6 +262,9 @@ def test_page_reads_right_offline(browser, server, page_path, viewport):
     # Nothing cut off, and no sideways scrolling of the page.
     problems += [f"wider than its column ({viewport}): {o}" for o in found["overflowing"]]
     problems += [f"wider than the window ({viewport}): {o}" for o in found["sticksOut"]]
+
+    if found["iconStatus"] != 200:
+        problems.append(f"no favicon: the page declares none, or it does not load ({found['iconStatus']})")
 
     # Images: loaded, described.
     for img in found["images"]:
