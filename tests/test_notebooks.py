@@ -124,20 +124,52 @@ def test_chapter_template(path):
 
 
 NBVAL_TAGS = ("nbval-ignore-output", "nbval-skip", "raises-exception")
-NBVAL_COMMENTS = ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_SKIP", "# NBVAL_RAISES_EXCEPTION")
 
 
 @pytest.mark.parametrize("path", ALL, ids=rel)
 def test_cells_excluded_from_comparison_say_why(path):
-    """A cell nbval does not compare (by cell tag, or by the older comment marker) says why,
-    on a '# Not compared: ...' line of the cell."""
+    """nbval's markers are cell tags, out of the learner's way; the reason a cell is not
+    compared is in its metadata (transformer_workbook.not_compared), for maintainers."""
     for cell in read(path).cells:
-        lines = [line.strip() for line in cell.source.splitlines()]
-        markers = [t for t in cell.metadata.get("tags", []) if t in NBVAL_TAGS]
-        markers += [m for m in NBVAL_COMMENTS if m in lines]
-        if markers:
-            assert any(line.startswith("# Not compared:") for line in lines), (
-                f"{rel(path)}: a cell marked {markers[0]} must say why on a '# Not compared: ...' line"
+        for marker in ("NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP", "NBVAL_RAISES_EXCEPTION", "# Not compared:"):
+            assert marker not in cell.source, (
+                f"{rel(path)}: use nbval's cell tags {NBVAL_TAGS} and the cell metadata "
+                f"transformer_workbook.not_compared instead of {marker!r} in the code learners read"
+            )
+        tags = [t for t in cell.metadata.get("tags", []) if t in NBVAL_TAGS]
+        if tags:
+            reason = cell.metadata.get("transformer_workbook", {}).get("not_compared", "")
+            assert reason.strip(), (
+                f"{rel(path)}: a cell tagged {tags} must say why in its metadata "
+                "transformer_workbook.not_compared"
+            )
+
+
+@pytest.mark.parametrize("path", ALL, ids=rel)
+def test_solutions_are_titled_as_solutions(path):
+    """The book's sidebar, search and Next links show each notebook's title: solutions must
+    not look like exercises. The solutions also start with a spoiler note (which the
+    generated exercises do not get)."""
+    title = read(path).cells[0].source.splitlines()[0]
+    folder = path.parent.name
+    if folder == "solutions":
+        assert title.startswith(nt.SOLUTIONS_TITLE), f"{rel(path)}: {title}"
+        assert "Spoiler" in read(path).cells[0].source
+    elif folder == "exercises":
+        assert title.startswith(nt.EXERCISES_TITLE), f"{rel(path)}: {title}"
+        assert "Spoiler" not in read(path).cells[0].source
+
+
+@pytest.mark.parametrize("path", ALL, ids=rel)
+def test_every_figure_has_an_alt_text(path):
+    """myst-nb takes an image output's alt text from the cell metadata mystnb.image.alt;
+    without it the book's alt text is the image's file path."""
+    for i, cell in enumerate(read(path).cells):
+        if any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
+            alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt", "")
+            assert len(alt.split()) >= 5, (
+                f"{rel(path)}, cell {i}: a figure needs an alt text that says what it shows "
+                "(cell metadata mystnb.image.alt)"
             )
 
 

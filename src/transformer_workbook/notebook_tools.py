@@ -22,6 +22,9 @@ import time
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 MD_BEGIN, MD_END = "<!-- BEGIN SOLUTION -->", "<!-- END SOLUTION -->"
 STUB = 'raise NotImplementedError("Replace this line with your code.")'
+# solutions/ is titled as solutions (in the book's sidebar, search and Next links too);
+# the generated exercises/ keep the exercises' title.
+SOLUTIONS_TITLE, EXERCISES_TITLE = "# Solutions — ", "# Exercises — "
 
 
 def strip_solutions(source: str) -> str:
@@ -67,6 +70,8 @@ def make_exercise_notebook(solution_nb):
         elif cell.cell_type == "markdown":
             cell.source = strip_markdown_solutions(cell.source)
             cell.source = cell.source.replace("/solutions/", "/exercises/")
+            if cell.source.startswith(SOLUTIONS_TITLE):
+                cell.source = EXERCISES_TITLE + cell.source[len(SOLUTIONS_TITLE) :]
     meta = nb.metadata.setdefault("transformer_workbook", {})
     meta["generated_from"] = "solutions"
     return nb

@@ -519,6 +519,9 @@ def run_cases(
     guard = _Guard(watch)
     lock = threading.Lock()
     done = [False]
+    # Wait on our own event, not Thread.join: in Python 3.11 a join interrupted
+    # by Ctrl-C releases the running thread's lock and marks it stopped.
+    finished = threading.Event()
     outcomes: list[Outcome] = []
     learner_state = torch_state()
     notes = state_differences(learner_state)
@@ -572,23 +575,23 @@ def run_cases(
                     break
                 except CheckTimeout:
                     continue
+            finished.set()
 
     worker = threading.Thread(target=work, name="transformer-workbook-check", daemon=True)
     cpu0, wall0 = cpu_time(), time.monotonic()
     wall_limit = 5 * time_limit_s + 5  # a backstop for code that sleeps (no CPU time)
     interrupted = abandoned = False
-    worker.start()
     try:
-        while worker.is_alive():
-            worker.join(0.02)
+        worker.start()  # (inside the try: an interrupt may come while it starts)
+        while not finished.wait(0.02):
             if cpu_time() - cpu0 > time_limit_s or time.monotonic() - wall0 > wall_limit:
                 break
     except KeyboardInterrupt:  # the learner pressed stop: stop their code, then pass it on
         interrupted = True
-    if worker.is_alive():
+    if not finished.is_set() and worker.ident is not None:
         guard.expired = True
         give_up = time.monotonic() + 3.0
-        while worker.is_alive():
+        while not finished.is_set():
             try:
                 if time.monotonic() > give_up:
                     abandoned = True  # it catches everything, everywhere: leave it behind
@@ -597,7 +600,7 @@ def run_cases(
                 with lock:
                     if not done[0]:
                         guard.kick(worker.ident)
-                worker.join(0.002)
+                finished.wait(0.002)
             except KeyboardInterrupt:
                 interrupted = True
     set_torch_state(learner_state)

@@ -522,8 +522,9 @@ def evaluate(exercise: Exercise, cases: Sequence[Case], outcomes: Sequence[Outco
             )
             if mine.abandoned:
                 message += (
-                    " It caught every attempt to stop it (a bare `except:` or `except "
-                    "BaseException:`), so it is still running in the background and slows your "
+                    " It did not stop when asked (it catches every exception, with a bare "
+                    "`except:` or `except BaseException:`, or it was inside one very long "
+                    "operation), so it may still be running in the background and slowing your "
                     "notebook down: restart the kernel (Kernel → Restart), and catch only the "
                     "exceptions you expect (`except ValueError:`)."
                 )
