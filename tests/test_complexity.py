@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -200,7 +198,7 @@ def test_peak_memory_of_known_allocations():
 
 def test_peak_memory_grows_quadratically_for_materialized_weights():
     """The explicit attention stores (B, H, L, L) weights; the fused kernel does not."""
-    lengths = [64, 128, 256]
+    lengths = [64, 256]
 
     def explicit(L):
         q = torch.randn(1, 2, L, 16)
@@ -217,15 +215,15 @@ def test_peak_memory_grows_quadratically_for_materialized_weights():
     assert mem_explicit[-1] >= 2 * 256 * 256 * 4  # at least the weights themselves
 
 
-def test_peak_memory_is_quiet():
-    """The profiler prints nothing on stderr (nbval compares a notebook's stderr)."""
-    code = (
-        "import torch; from transformer_workbook.complexity import peak_memory; "
-        "print(peak_memory(lambda: torch.ones(10, 10)))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "400" and result.stderr == ""
+def test_peak_memory_is_quiet(capfd):
+    """The profiler prints nothing on stderr (nbval compares a notebook's stderr).
+
+    Kineto reads its log level when the first profiler of the process starts;
+    peak_memory sets it first. (No other test starts a profiler before.)
+    """
+    assert peak_memory(lambda: torch.ones(10, 10)) == 400
+    captured = capfd.readouterr()  # file-descriptor level: C++ output included
+    assert captured.err == "" and captured.out == ""
 
 
 def test_time_call_and_sweep_count_their_runs():

@@ -260,6 +260,14 @@ def test_encoder_layer_dropout_only_in_training():
     torch.testing.assert_close(layer(x), layer(x))
 
 
+def test_from_torch_keeps_layer_norm_eps():
+    theirs = nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, batch_first=True, layer_norm_eps=0.5).eval()
+    ours = EncoderLayer.from_torch(theirs).eval()
+    assert ours.norm1.eps == ours.norm2.eps == 0.5
+    x = torch.randn(B, L, D) * 0.3  # small variance: eps matters
+    torch.testing.assert_close(ours(x), theirs(x))
+
+
 def test_from_torch_keeps_dtype_and_rejects_unknown_activation():
     theirs = nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, batch_first=True).double().eval()
     ours = EncoderLayer.from_torch(theirs)
