@@ -73,6 +73,16 @@ def test_tied_embeddings_share_storage_when_vocabularies_match():
     torch.testing.assert_close(model.out_proj.weight, model.src_embed.token.weight, rtol=0, atol=0)
 
 
+def test_state_dict_round_trip_keeps_the_tie():
+    model = Transformer(V, V, D, H, N, FF)
+    other = Transformer(V, V, D, H, N, FF)
+    other.load_state_dict(model.state_dict())
+    torch.testing.assert_close(other.out_proj.weight, model.out_proj.weight, rtol=0, atol=0)
+    assert other.out_proj.weight.data_ptr() == other.src_embed.token.weight.data_ptr()
+    src, tgt, keep = _batch()
+    torch.testing.assert_close(other.eval()(src, tgt, keep), model.eval()(src, tgt, keep))
+
+
 def test_tied_embeddings_with_different_vocabularies():
     model = Transformer(V, V + 5, D, H, N, FF)
     assert model.out_proj.weight.data_ptr() == model.tgt_embed.token.weight.data_ptr()
