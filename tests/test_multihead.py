@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from transformer_workbook import widgets  # noqa: E402
-from transformer_workbook.attention import scaled_dot_product_attention  # noqa: E402
-from transformer_workbook.masks import causal_mask, causal_mask_with_cache  # noqa: E402
-from transformer_workbook.multihead import (  # noqa: E402
+from transformer_workbook.attention import scaled_dot_product_attention
+from transformer_workbook.masks import causal_mask, causal_mask_with_cache
+from transformer_workbook.multihead import (
     KVCache,
     MultiHeadAttention,
     combine_heads,
@@ -297,54 +291,6 @@ def test_fused_kernel_is_the_torch_one():
     q, k, v = (split_heads(p(x), H) for p in (m.q_proj, m.k_proj, m.v_proj))
     expected = m.out_proj(combine_heads(F.scaled_dot_product_attention(q, k, v)))
     torch.testing.assert_close(m(x, x, x, need_weights=False)[0], expected)
-
-
-# ---------------------------------------------------------------------------
-# The Chapter 2 explorer (widgets.py): pure computation, drawing, widget
-# ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("n_heads", widgets.HEADS_CHOICES)
-def test_heads_weights_are_distributions(n_heads):
-    w = widgets.heads_weights(n_heads, seed=1)
-    n = len(widgets.HEADS_TOKENS)
-    assert w.shape == (n_heads, n, n)
-    torch.testing.assert_close(w.sum(-1), torch.ones(n_heads, n))
-    torch.testing.assert_close(w, widgets.heads_weights(n_heads, seed=1), rtol=0, atol=0)
-    # the two "the" tokens have the same embedding and no position: identical rows
-    torch.testing.assert_close(w[:, 0], w[:, 4])
-
-
-def test_heads_weights_differ_between_heads_and_seeds():
-    w = widgets.heads_weights(4, seed=0)
-    assert not torch.allclose(w[0], w[1], atol=1e-2)
-    assert not torch.allclose(w, widgets.heads_weights(4, seed=1), atol=1e-2)
-    with pytest.raises(ValueError):
-        widgets.heads_weights(5)
-
-
-def test_draw_heads_explorer_and_blank_cells():
-    ax = widgets.draw_heads_explorer(4, 3)
-    assert len(ax.images) == 1 and "head 3 of 4 (d_head = 6)" in ax.get_title()
-    blank = widgets.draw_heads_explorer(2, 3)
-    assert not blank.axison and not blank.images
-    plt.close("all")
-
-
-def test_heads_explorer_head_slider_follows_the_number_of_heads():
-    pytest.importorskip("ipywidgets")
-    box = widgets.heads_explorer(n_heads=4, head=3)
-    n_heads, head = box.children[0].children
-    assert head.max == 3 and head.value == 3
-    n_heads.value = 2
-    assert head.max == 1 and head.value == 1
-    n_heads.value = 8
-    assert head.max == 7 and head.value == 1
-    with pytest.raises(ValueError):
-        widgets.heads_explorer(n_heads=5)
-    with pytest.raises(ValueError):
-        widgets.heads_explorer(n_heads=2, head=2)
-    plt.close("all")
 
 
 # ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ Commands:
   notebooks generate        regenerate exercises/ from solutions/
   notebooks execute PATH..  execute notebooks in place (outputs, counts 1..n, no widget state)
   notebooks links           point badges and setup cells at the repository in _config.yml
+  notebooks toc             write _toc.yml and README.md's chapter table from chapters.py
   grade SUBMISSION..        grade learners' exercise notebooks (see book/instructors.md)
 """
 
@@ -24,6 +25,9 @@ def _notebooks(args: argparse.Namespace) -> int:
     elif args.action == "links":
         for path in nt.sync_links(root):
             print(f"updated {path}")
+    elif args.action == "toc":
+        for path in nt.write_tables(root):
+            print(f"updated {path}")
     elif args.action == "execute":
         for p in args.paths:
             seconds = nt.execute_notebook(pathlib.Path(p))
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     nb = sub.add_parser("notebooks", help="maintain the course notebooks")
-    nb.add_argument("action", choices=["generate", "execute", "links"])
+    nb.add_argument("action", choices=["generate", "execute", "links", "toc"])
     nb.add_argument("paths", nargs="*")
     nb.add_argument("--root", default=".", help="the course repository (default: .)")
     nb.set_defaults(func=_notebooks)
