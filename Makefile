@@ -67,6 +67,7 @@ lab: $(STAMP)
 
 notebooks: $(STAMP)
 	$(PY) -m transformer_workbook notebooks links
+	$(PY) -m transformer_workbook notebooks toc
 	$(PY) -m transformer_workbook notebooks generate
 	$(PY) -m transformer_workbook notebooks execute $(NOTEBOOKS) $(SOLUTIONS) $(wildcard exercises/*.ipynb)
 
