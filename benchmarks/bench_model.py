@@ -8,7 +8,11 @@ projection and the same masks; only the encoder/decoder stacks differ. Steps
 alternate between the two models, so a change in the machine's load hits
 both; the report gives medians and the ratio ours / torch.
 
-    python benchmarks/bench_model.py [--steps 30] [--d-model 64 128] [--dropout 0.1]
+    python benchmarks/bench_model.py [--steps 30] [--d-model 64 128] [--dropout 0.1] [--threads 1]
+
+On a machine whose cores are shared, compare with ``--threads 1``: two
+OpenMP threads that must wait for each other on busy cores made single steps
+4 to 15 times slower, at random, for both models (load average 4-19).
 """
 
 from __future__ import annotations
