@@ -12,12 +12,13 @@ EXERCISES := $(sort $(wildcard exercises/*.ipynb))
 export OMP_NUM_THREADS ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test lint unit nbval book lab notebooks links bench bench-grading clean
+.PHONY: help install test test-fast lint unit nbval book lab notebooks links bench bench-grading clean
 
 help:
 	@echo "make test       lint, package tests, notebook tests (nbval), strict book build"
+	@echo "make test-fast  lint and the package tests without the slow grader and browser tests"
 	@echo "make book       build the HTML book into _build/html"
-	@echo "make lab        JupyterLab on the notebooks"
+	@echo "make lab        JupyterLab, opening the first chapter"
 	@echo "make notebooks  regenerate exercises/ from solutions/ and re-execute every notebook"
 	@echo "make bench      speed benchmarks: attention, checks, notebooks (not part of make test)"
 	@echo "make bench-grading  grade 100 submissions with --jobs 1 and 2 (a few minutes)"
@@ -55,11 +56,18 @@ book: $(STAMP)
 test: lint unit nbval book
 	@echo "make test: all passed"
 
+# The quick loop while developing: lint, then the tests that need neither the
+# grader's kernels (marker slow) nor a browser (marker browser). make test runs all.
+test-fast: lint
+	TW_REQUIRE_COMPAT=1 $(VENV)/bin/pytest -q -m "not slow and not browser" tests
+
+# Opens the first chapter of the table of chapters (src/transformer_workbook/chapters.py).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/01_attention.ipynb
+	$(VENV)/bin/jupyter lab "$$($(PY) -c 'from transformer_workbook.chapters import first; print(first().notebook)')"
 
 notebooks: $(STAMP)
 	$(PY) -m transformer_workbook notebooks links
+	$(PY) -m transformer_workbook notebooks toc
 	$(PY) -m transformer_workbook notebooks generate
 	$(PY) -m transformer_workbook notebooks execute $(NOTEBOOKS) $(SOLUTIONS) $(wildcard exercises/*.ipynb)
 

@@ -2,11 +2,14 @@
 
     python benchmarks/bench_grading.py                 # 100 submissions, --jobs 1 then 2
     python benchmarks/bench_grading.py --n 20 --jobs 1 2 4
+    python benchmarks/bench_grading.py --n 20 --busy 2   # with 2 busy-loop processes alongside
 
 Half the submissions are the solutions notebooks (full marks), half the
 exercise notebooks as handed out (0 points), of every chapter that has them,
-each under its own learner folder. Prints the wall-clock time per job count;
-``--json FILE`` also writes the figures.
+each under its own learner folder. Prints the wall-clock time per job count
+and the number of unexpected grades (which must stay 0 on a loaded machine:
+``--busy N`` keeps N extra processes spinning while it grades); ``--json FILE``
+also writes the figures.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import pathlib
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,9 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--n", type=int, default=100, help="number of submissions (default 100)")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="job counts to time")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="processes that keep the cores busy while grading (default 0)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args(argv)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        return _run(args)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
 
+
+def _run(args) -> int:
     from transformer_workbook import grading
 
     figures = []
@@ -76,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({fig['submissions_per_minute']} per minute; median {fig['per_submission_median_s']} s "
                   f"each){'; UNEXPECTED: ' + str(len(bad)) if bad else ''}", flush=True)
     info = {"benchmark": "grading", "cpus": os.cpu_count(), "python": platform.python_version(),
-            "figures": figures}
+            "busy_processes": args.busy, "load_average": os.getloadavg(), "figures": figures}
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(info, indent=2) + "\n")
     return 1 if any(f["unexpected"] for f in figures) else 0

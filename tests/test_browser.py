@@ -3,9 +3,12 @@
 The other widget tests call the callbacks from Python. This one does what a
 learner does: opens a notebook in JupyterLab, runs the cells, drags each
 explorer's first slider with the mouse, and checks that the chart redraws
-(the output image changes). It needs Debian's Chromium (`/usr/bin/chromium`):
-`.ci/run` installs it; on a machine without it the test is skipped, except in
-CI (CI=true), where a missing browser is a failure.
+(the output image changes), and that JupyterLab shows the live widget, not the
+HTML figure the same output carries for pages without a kernel. The explorers
+are every available chapter's, from the table of chapters. It needs Debian's
+Chromium (`/usr/bin/chromium`): `.ci/run` installs it; on a machine without it
+the test is skipped, except in CI (CI=true), where a missing browser is a failure.
+(tests/test_book_explorers.py moves the same explorers in the built book.)
 """
 
 import os
@@ -18,8 +21,12 @@ import time
 import nbformat
 import pytest
 
+from transformer_workbook import chapters
+
+pytestmark = pytest.mark.browser
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-EXPLORERS = ["attention_explorer", "heads_explorer", "positional_explorer"]
+EXPLORERS = [(c.figures_module, name) for c in chapters.available() for name in c.explorers]
 
 
 def _browser_or_skip():
@@ -38,8 +45,8 @@ def lab(tmp_path_factory):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [
-        nbformat.v4.new_code_cell(f"from transformer_workbook.widgets import {name}\n{name}()")
-        for name in EXPLORERS
+        nbformat.v4.new_code_cell(f"from {module} import {name}\n{name}()")
+        for module, name in EXPLORERS
     ]
     nbformat.write(nb, root / "explorers.ipynb")
     with socket.socket() as s:
@@ -95,11 +102,21 @@ def test_dragging_a_slider_redraws_every_explorer(lab):
             page.locator(".jp-CodeCell .jp-InputArea-editor").first.click()
             for _ in EXPLORERS:
                 page.keyboard.press("Shift+Enter")
+            # Wait until every cell has run (each draws its precomputed figure first, which
+            # takes a while): a drag while the kernel is busy would only queue the redraw.
+            page.wait_for_function(
+                """n => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+                         return p.length >= n
+                             && p.slice(0, n).every(e => /\\[\\d+\\]/.test(e.textContent)); }""",
+                arg=len(EXPLORERS), timeout=600_000,
+            )
             cells = page.locator(".jp-Notebook .jp-CodeCell")
-            for i, name in enumerate(EXPLORERS):
+            for i, (_, name) in enumerate(EXPLORERS):
                 cell = cells.nth(i)
-                image = cell.locator(".jp-OutputArea-output img").first
-                image.wait_for(timeout=60_000)
+                chart = ".jp-OutputArea-output .widget-output img"
+                image = cell.locator(chart).first
+                image.wait_for(timeout=120_000)
+                assert cell.locator(".tw-explorer").count() == 0, f"{name}: the HTML figure, not the widget"
                 before = image.get_attribute("src")
                 handle = cell.locator(".widget-slider .noUi-handle").first
                 handle.scroll_into_view_if_needed()
@@ -109,11 +126,11 @@ def test_dragging_a_slider_redraws_every_explorer(lab):
                 page.mouse.down()
                 page.mouse.move(x + 120, y, steps=10)
                 page.mouse.up()
-                deadline = time.monotonic() + 30
+                deadline = time.monotonic() + 60
                 after = before
                 while after == before and time.monotonic() < deadline:
                     time.sleep(0.2)
-                    after = cell.locator(".jp-OutputArea-output img").first.get_attribute("src")
+                    after = cell.locator(chart).first.get_attribute("src")
                 assert after and after.startswith("data:image/png"), name
                 assert after != before, f"{name}: dragging the slider did not redraw the chart"
         finally:

@@ -52,7 +52,7 @@ def test_softmax_learner_mistakes(fn, expected):
 
 
 def sdpa_factory(scale="sqrt_dk", softmax_dim=-1, mask_mode="ok", transpose_w=False, bmm=False,
-                 naive=False):
+                 naive=False, fill=-1e9, swap=False):
     def attn(q, k, v, mask=None):
         if bmm:
             scores = torch.bmm(q, k.transpose(1, 2))
@@ -60,9 +60,9 @@ def sdpa_factory(scale="sqrt_dk", softmax_dim=-1, mask_mode="ok", transpose_w=Fa
             scores = torch.matmul(q, k.transpose(-2, -1))
         d_k, d_v = q.shape[-1], v.shape[-1]
         scores = {"none": scores, "sqrt_dk": scores / math.sqrt(d_k), "dk": scores / d_k,
-                  "sqrt_dv": scores / d_v**0.5}[scale]
+                  "sqrt_dv": scores / d_v**0.5, "sqrt8": scores / math.sqrt(8)}[scale]
         if mask is not None and mask_mode == "ok":
-            scores = scores.masked_fill(mask == 0, -1e9)
+            scores = scores.masked_fill(mask == 0, fill)
         if mask is not None and mask_mode == "inverted":
             scores = scores.masked_fill(mask, float("-inf"))
         if naive:
@@ -72,7 +72,8 @@ def sdpa_factory(scale="sqrt_dk", softmax_dim=-1, mask_mode="ok", transpose_w=Fa
         if mask is not None and mask_mode == "after":
             weights = weights.masked_fill(~mask, 0.0)
         out = torch.matmul(weights, v)
-        return out, (weights.transpose(-1, -2) if transpose_w else weights)
+        weights = weights.transpose(-1, -2) if transpose_w else weights
+        return (weights, out) if swap else (out, weights)
 
     return attn
 
@@ -84,7 +85,11 @@ def sdpa_factory(scale="sqrt_dk", softmax_dim=-1, mask_mode="ok", transpose_w=Fa
         ({"scale": "none"}, "no-scaling"),
         ({"scale": "dk"}, "divide-by-d_k"),
         ({"scale": "sqrt_dv"}, "scale-by-sqrt-d_v"),
-        ({"softmax_dim": 1}, "exception-or-axis"),
+        ({"softmax_dim": 1}, "softmax-dim-1"),
+        ({"scale": "sqrt8"}, "not-passed"),
+        ({"fill": -20.0}, "not-exact-zero"),
+        ({"fill": float("-inf")}, None),
+        ({"swap": True}, "wrong-order"),
         ({"softmax_dim": -2}, "softmax-wrong-axis"),
         ({"mask_mode": "inverted"}, "mask-inverted"),
         ({"mask_mode": "after"}, "mask-after-softmax"),
@@ -98,10 +103,8 @@ def test_sdpa_learner_mistakes(kwargs, expected):
     res = check("attention.scaled_dot_product_attention", sdpa_factory(**kwargs), quiet=True)
     if expected is None:
         assert res.passed, res.message  # -1e9 and torch.softmax are fine
-    elif expected == "exception-or-axis":
-        # softmax over dim=1 is the wrong axis for 3-D and 4-D inputs, and for
-        # 2-D inputs it happens to be right: no single known mistake fits.
-        assert res.status == "failed" and res.mistake == "wrong-values"
+    elif expected == "not-passed":  # a hard-coded d_k = 8 is right for one case only
+        assert res.status == "failed" and res.cases_passed < res.cases_total
     else:
         assert res.mistake == expected, res.message
 

@@ -20,15 +20,13 @@ from transformer_workbook.exercises import (
     outcomes_to_payload,
     run_cases,
 )
-from transformer_workbook.exercises import multihead as exm
 
 IDS = ["multihead.split_heads", "multihead.combine_heads", "multihead.MultiHeadAttention"]
 
 
 def verdict(exercise_id, fn):
-    ex = get(exercise_id)
-    cases = ex.make_cases(ex.seed)
-    return evaluate(ex, cases, run_cases(fn, cases, call=ex.call, time_limit_s=ex.time_limit_s))
+    """What `check` answers (the same cases, options and judging)."""
+    return check(exercise_id, fn, quiet=True)
 
 
 # ---------------------------------------------------------------------------
@@ -44,21 +42,21 @@ def test_mistake_ids_unique_and_hints_given(exercise_id):
     assert ex.hints
 
 
-def test_package_class_passes_the_class_check():
-    """The exercise's compact reference and the package's module agree on every case."""
-    assert verdict("multihead.MultiHeadAttention", mh.MultiHeadAttention).passed
+def test_the_reference_is_the_package_module():
+    """One implementation: the check's reference is the module the chapter teaches."""
+    assert get("multihead.MultiHeadAttention").reference is mh.MultiHeadAttention
 
 
 def test_case_description_names_the_constructor():
     ex = get("multihead.MultiHeadAttention")
-    text = ex.make_cases(ex.seed)[3].describe()
-    assert "MultiHeadAttention(d_model=8, n_heads=2, bias=True)" in text
-    assert "mask (4, 5)" in text and "tensor" not in text
+    text = ex.cases()[3].describe()
+    assert "built with (d_model=8, n_heads=2, bias=True)" in text
+    assert "query (2, 4, 8)" in text and "mask (4, 5)" in text and "tensor" not in text
 
 
 def test_payload_round_trip_keeps_the_diagnosis():
     ex = get("multihead.MultiHeadAttention")
-    cases = ex.make_cases(ex.seed)
+    cases = ex.cases()
     wrong = next(m for m in ex.mistakes if m.id == "weights-averaged-over-heads").implementation
     payload = outcomes_to_payload(run_cases(wrong, cases, call=ex.call))
     loaded = torch.load(_save(payload), weights_only=True)
@@ -76,7 +74,7 @@ def _save(obj):
 
 
 def test_check_prints_feedback(capsys):
-    res = check("multihead.split_heads", mh.split_heads)
+    res = check("multihead.split_heads", split_view_permute)
     assert res.passed
     assert "multihead.split_heads: passed" in capsys.readouterr().out
 
@@ -117,6 +115,12 @@ def split_forgot_return(x, n_heads):
     x.view(b, seq, n_heads, d // n_heads).transpose(1, 2)
 
 
+def split_drops_channels(x, n_heads):  # right, except that it never refuses a bad n_heads
+    b, seq, d = x.shape
+    d_head = d // n_heads
+    return x[..., : n_heads * d_head].reshape(b, seq, n_heads, d_head).transpose(1, 2)
+
+
 @pytest.mark.parametrize("fn", [split_chunk_stack, split_view_permute])
 def test_split_alternative_correct_answers_pass(fn):
     assert verdict("multihead.split_heads", fn).passed
@@ -130,6 +134,7 @@ def test_split_alternative_correct_answers_pass(fn):
         (split_unflatten, "heads-not-moved"),
         (split_permute_first, "transpose-before-reshape"),
         (split_forgot_return, "returned-none"),
+        (split_drops_channels, "should-raise"),
     ],
 )
 def test_split_learner_mistakes_diagnosed(fn, expected):
@@ -251,6 +256,8 @@ class FusedPlusWeights(LearnerBase):
 
     def forward(self, query, key, value, mask=None):
         q, k, v = self.split(self.q_proj(query)), self.split(self.k_proj(key)), self.split(self.v_proj(value))
+        if mask is not None and mask.dim() == 3:
+            mask = mask.unsqueeze(1)  # (B, 1, Lq, Lk): one mask per sequence, for every head
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)
         if mask is not None:
@@ -329,6 +336,27 @@ class NoHeads(LearnerBase):
         return self.out_proj(out), w
 
 
+class MaskStraight(LearnerBase):
+    """Right, except that a (B, Lq, Lk) mask is passed on as it is (the old hint said so)."""
+
+    def forward(self, query, key, value, mask=None):
+        q, k, v = self.split(self.q_proj(query)), self.split(self.k_proj(key)), self.split(self.v_proj(value))
+        out, w = scaled_dot_product_attention(q, k, v, mask)
+        return self.out_proj(self.merge(out)), w
+
+
+class DropoutInEval(PerHeadLoop):
+    """Right, plus dropout on the weights that ignores eval mode (F.dropout's default)."""
+
+    def forward(self, query, key, value, mask=None):
+        out, w = super().forward(query, key, value, mask)
+        return F.dropout(out, 0.1), w
+
+
+class SubclassOfThePackage(mh.MultiHeadAttention):
+    """The package's module under another name."""
+
+
 class ValueFromKey(LearnerBase):
     def forward(self, query, key, value, mask=None):
         q, k, v = self.split(self.q_proj(query)), self.split(self.k_proj(key)), self.split(self.v_proj(key))
@@ -354,6 +382,9 @@ def test_mha_alternative_correct_classes_pass(cls):
         (AveragedWeights, "weights-averaged-over-heads"),
         (NoHeads, "single-head"),
         (ValueFromKey, "value-from-key"),
+        (MaskStraight, "mask-not-per-sequence"),
+        (DropoutInEval, "nondeterministic"),
+        (SubclassOfThePackage, "uses-package"),
     ],
 )
 def test_mha_learner_mistakes_diagnosed(cls, expected):
@@ -417,13 +448,13 @@ class Stub(nn.Module):
 @pytest.mark.parametrize(
     "cls, words",
     [
-        (WrongNames, ["q_proj", "is missing", "W_q, W_k, W_v, W_o"]),
-        (RawParameters, ["q_proj", "is a Parameter"]),
-        (AlwaysBias, ["has a bias", "bias=False"]),
+        (WrongNames, ["no parameter `q_proj.weight` (12, 12)", "it has: W_q.weight (12, 12)"]),
+        (RawParameters, ["no parameter `q_proj.weight`", "q_proj (12, 12)"]),
+        (AlwaysBias, ["a parameter `q_proj.bias`", "bias=bias"]),
         (NoBiasArgument, ["could not build", "bias"]),
         (NotAModule, ["must subclass torch.nn.Module"]),
         (ForgotSuper, ["Module.__init__()"]),
-        (HalfWidthProjections, ["q_proj.weight", "nn.Linear(d_model, d_model)"]),
+        (HalfWidthProjections, ["`q_proj.weight` has shape (4, 12)", "(12, 12)"]),
     ],
 )
 def test_mha_unloadable_classes_get_clear_errors(cls, words):
@@ -434,7 +465,7 @@ def test_mha_unloadable_classes_get_clear_errors(cls, words):
 
 
 def test_mha_instance_instead_of_class():
-    res = verdict("multihead.MultiHeadAttention", exm.MultiHeadAttention(12, 3))
+    res = verdict("multihead.MultiHeadAttention", PerHeadLoop(12, 3))
     assert res.status == "error" and "pass your class itself" in res.message
 
 
@@ -444,7 +475,7 @@ def test_mha_stub_not_attempted():
 
 def test_check_does_not_change_the_learners_class_or_case_weights():
     ex = get("multihead.MultiHeadAttention")
-    cases = ex.make_cases(ex.seed)
+    cases = ex.cases()
     before = {k: v.clone() for k, v in cases[0].params.items()}
     run_cases(PerHeadLoop, cases, call=ex.call)
     for k, v in before.items():

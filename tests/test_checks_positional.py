@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from transformer_workbook.exercises import check, get, run_cases
-from transformer_workbook.exercises.core import ERROR, outcomes_agree
+from transformer_workbook.exercises.core import ERROR
+from transformer_workbook.exercises.judging import outcomes_agree
 from transformer_workbook.exercises.positional import BUGGY_POSITIONAL_TABLE, ODD_NOTE
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def _gap(a, b) -> float:
 def test_mistakes_are_distinguishable_from_the_reference_and_each_other(exercise_id):
     """On some case every two behaviours differ, by far more than float32 noise."""
     ex = get(exercise_id)
-    cases = ex.make_cases(ex.seed)
+    cases = ex.cases()
     behaviours = [("reference", ex.reference)] + [(m.id, m.implementation) for m in ex.mistakes]
     outcomes = [run_cases(fn, cases) for _, fn in behaviours]
     for i in range(len(behaviours)):
@@ -59,7 +60,7 @@ def test_every_published_bug_is_covered():
 
 
 def test_cases_cover_odd_and_tiny_sizes():
-    cases = get(SIN).make_cases(0)
+    cases = get(SIN).cases(0)
     d_models = {c.args[1] for c in cases}
     assert 2 in d_models and 3 in d_models and 7 in d_models
     assert any(c.args[0] == 1 for c in cases)
@@ -150,6 +151,24 @@ def concatenated(seq_len, d_model):
     return torch.cat([torch.sin(angles), torch.cos(angles[:, : d_model // 2])], dim=-1)
 
 
+def cat_sin_cos(seq_len, d_model):  # the common spelling: one column too many for odd d_model
+    pos = torch.arange(seq_len).float().unsqueeze(-1)
+    angles = pos / 10000 ** (torch.arange(0, d_model, 2).float() / d_model)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def wraps_the_package(seq_len, d_model):
+    from transformer_workbook.positional import sinusoidal_encoding
+
+    return sinusoidal_encoding(seq_len, d_model)
+
+
+def uses_the_module(seq_len, d_model):
+    from transformer_workbook.positional import PositionalEncoding
+
+    return PositionalEncoding(d_model, max_len=seq_len)(torch.zeros(1, seq_len, d_model))[0]
+
+
 @pytest.mark.parametrize(
     "fn,expected",
     [
@@ -168,6 +187,9 @@ def concatenated(seq_len, d_model):
         (vectorised(base=1000.0), "base-1000"),
         (vectorised(swap=True), "sin-cos-swapped"),
         (concatenated, "concatenated-halves"),
+        (cat_sin_cos, "concatenated-halves"),
+        (wraps_the_package, "uses-package"),
+        (uses_the_module, "uses-package"),  # it runs the package's sinusoidal_encoding
         (vectorised(start=1), "positions-from-one"),
         (vectorised(dtype=torch.float64), "float64"),
     ],

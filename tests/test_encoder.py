@@ -55,6 +55,22 @@ def test_layer_norm_equals_torch():
     torch.testing.assert_close(g1, g2)
 
 
+def test_layer_norm_equals_the_formula_written_out():
+    """The docstring's formula (what Chapter 4 builds inline), values and gradients."""
+    ln = _randomize(LayerNorm(D, eps=1e-3))
+    x = (torch.randn(B, L, D, dtype=torch.float64) * 2 + 1).requires_grad_(True)
+    ln = ln.double()
+    mean = x.mean(dim=-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)  # biased
+    by_hand = (x - mean) / torch.sqrt(var + 1e-3) * ln.weight + ln.bias
+    torch.testing.assert_close(ln(x), by_hand)
+    g = torch.randn_like(x)
+    params = (x, ln.weight, ln.bias)
+    grads = torch.autograd.grad(ln(x), params, g)
+    for a, b in zip(grads, torch.autograd.grad(by_hand, params, g), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("eps", [1e-5, 1e-6, 0.1])
 def test_layer_norm_eps_inside_the_square_root(eps):
     x = torch.randn(2, D) * 0.01  # small variance: eps matters
@@ -66,6 +82,8 @@ def test_layer_norm_eps_inside_the_square_root(eps):
 def test_layer_norm_paper_example_and_the_unbiased_trap():
     x = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
     ours = LayerNorm(4, eps=0.0)(x)
+    eps_outside = (x - x.mean(-1, keepdim=True)) / (x.std(-1, unbiased=False, keepdim=True) + 0.1)
+    assert not torch.allclose(LayerNorm(4, eps=0.1)(x), eps_outside, atol=1e-3)  # where eps goes matters
     expected = torch.tensor([[math.sqrt(3), -1 / math.sqrt(3), -1 / math.sqrt(3), -1 / math.sqrt(3)]])
     torch.testing.assert_close(ours, expected)  # [1.732, -0.577, -0.577, -0.577]
     unbiased = (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True)  # std divides by d - 1
@@ -240,6 +258,14 @@ def test_encoder_layer_dropout_only_in_training():
     assert not torch.allclose(layer(x), layer(x))
     layer.eval()
     torch.testing.assert_close(layer(x), layer(x))
+
+
+def test_from_torch_keeps_layer_norm_eps():
+    theirs = nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, batch_first=True, layer_norm_eps=0.5).eval()
+    ours = EncoderLayer.from_torch(theirs).eval()
+    assert ours.norm1.eps == ours.norm2.eps == 0.5
+    x = torch.randn(B, L, D) * 0.3  # small variance: eps matters
+    torch.testing.assert_close(ours(x), theirs(x))
 
 
 def test_from_torch_keeps_dtype_and_rejects_unknown_activation():

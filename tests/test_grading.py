@@ -4,6 +4,9 @@ earn, and an unmodified file.
 
 Kernels are slow to start, so one `grade` run (the command line, two jobs)
 grades every notebook below at once; each test reads its part of the report.
+Every test here starts kernels: they are marked `slow` (`pytest -m "not slow"`
+skips them; `make test` runs them). The grader's parts without a kernel are
+tested in test_grading_units.py.
 """
 
 import csv
@@ -23,6 +26,9 @@ import torch
 from transformer_workbook import grading
 from transformer_workbook.__main__ import main as cli_main
 from transformer_workbook.exercises import check, get
+from transformer_workbook.grading import statuses
+
+pytestmark = pytest.mark.slow
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHAPTER = "01_attention"
@@ -132,6 +138,21 @@ for folder in {".", "..", "../grader", os.environ.get("TMPDIR", "."), os.path.ex
             pass
 """
 
+# Learner code that once fooled `check` or made it disagree with the grader:
+# a changed default dtype, a forbidden call spelled as a method, a loop that
+# swallows every exception, an exception whose str() is not a string.
+HOSTILE = {
+    "softmax": "def softmax(x, dim=-1):\n    return x.softmax(dim)\n",
+    "scaled_dot_product_attention": (
+        "def scaled_dot_product_attention(q, k, v, mask=None):\n"
+        "    while True:\n        try:\n            q @ k.transpose(-2, -1)\n"
+        "        except:\n            pass\n"),
+    "attention_weights": (
+        "class Weird(Exception):\n    def __str__(self):\n        return ('a', 'tuple')\n\n\n"
+        "def attention_weights(q, k):\n    raise Weird()\n"),
+}
+PACKAGE = "from transformer_workbook.attention import scaled_dot_product_attention, softmax\n"
+
 MESSY_CELLS = [
     SETUP,
     "while True:\n    pass\n",  # interrupted by the per-cell limit, then the notebook goes on
@@ -216,6 +237,8 @@ def submissions(folder: pathlib.Path) -> dict[str, pathlib.Path]:
         with open(original, "a") as f:
             f.write("tampered")
         """], sub="outside")
+    add("hostile.ipynb", [SETUP, "torch.set_default_dtype(torch.float64)\n", *HOSTILE.values()])
+    add("package.ipynb", [SETUP, PACKAGE, WEIGHTS])
     add("garbage.ipynb", raw=b"\x89PNG\r\n\x1a\n not a notebook at all")
     add("not_a_notebook.ipynb", raw=json.dumps({"hello": "world"}).encode())
     add("homework.ipynb", GOOD, chapter=None)  # no metadata, no chapter in the name
@@ -233,11 +256,14 @@ def graded(tmp_path_factory):
     paths = [subs[n] for n in order] + [p for n, p in subs.items() if n not in order]
     cmd = [sys.executable, "-m", "transformer_workbook", "grade", *map(str, paths),
            "--json", str(out / "report.json"), "--csv", str(out / "grades.csv"), "--jobs", "2",
+           "--summary", str(out / "summary.png"),
            "--timeout", str(TIMEOUT), "--cell-timeout", str(CELL_TIMEOUT), "--memory", str(MEMORY_MB)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=folder)
+    # The timeout only keeps a hung grader from hanging the suite (the grader bounds each
+    # submission itself); it is generous because the outcome must not depend on load.
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=folder)
     report = json.loads((out / "report.json").read_text())
     by_name = {pathlib.Path(s["path"]).name: s for s in report["submissions"]}
-    yield {"proc": proc, "report": report, "by": by_name, "subs": subs, "hashes": hashes,
+    yield {"proc": proc, "report": report, "by": by_name, "subs": subs, "hashes": hashes, "out": out,
            "csv": list(csv.DictReader((out / "grades.csv").open()))}
     # Never leave the test's escaped child behind, whatever happened.
     for pid in _pids_with(ORPHAN_TAG):
@@ -339,17 +365,54 @@ def test_points_come_from_the_registry_and_chapter_from_the_file_name(graded):
 
 def test_cheating_gains_nothing(graded):
     """Patched check/allclose/equal/assert_close/references/run_cases, printed
-    "passed", fake result files: the wrong answers still get check's diagnosis."""
+    "passed", fake result files: 0 points, and the grader says why."""
     sub = graded["by"]["cheater.ipynb"]
     assert sub["status"] == "graded" and sub["score"] == 0
     ex = exercises(sub)
-    assert {i: (ex[i]["status"], ex[i]["mistake"]) for i in IDS} == {
-        "attention.softmax": ("failed", "overflow"),
-        "attention.scaled_dot_product_attention": ("failed", "no-scaling"),
-        "attention.spot_the_bug": ("failed", "unchanged"),
-    }
-    assert ex["attention.softmax"]["message"] == expected_message(
-        "attention.softmax", WRONG_SOFTMAX, "softmax")
+    # It replaced torch.allclose & co. with its own functions: both the grader and the
+    # learner's own check refuse to judge in a modified torch.
+    verdicts = {i: (ex[i]["status"], ex[i]["mistake"]) for i in IDS}
+    assert verdicts == {i: ("error", "torch-modified") for i in IDS}
+    assert "torch.allclose" in ex["attention.softmax"]["message"]
+
+
+def _check_in_this_process(exercise_id, source, name, dtype=torch.float32):
+    """`check` on ``source`` as a notebook cell defines it (IPython keeps cells' lines for tracebacks)."""
+    import linecache
+
+    filename = f"<cell-{abs(hash(source))}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    ns = {"math": __import__("math"), "torch": torch, "__name__": "__main__"}
+    exec(compile(source, filename, "exec"), ns)
+    torch.set_default_dtype(dtype)
+    try:
+        return check(exercise_id, ns[name], quiet=True)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_the_grader_gives_the_verdict_check_announced(graded):
+    """Same cases, same limits, same state rules: the learner's check tells them their grade."""
+    sub = graded["by"]["hostile.ipynb"]
+    ex = exercises(sub)
+    expected = {"attention.softmax": "forbidden-call", "attention.scaled_dot_product_attention": "timeout",
+                "attention.spot_the_bug": "exception"}
+    for (exercise_id, mistake), name in zip(expected.items(), HOSTILE, strict=True):
+        mine = _check_in_this_process(exercise_id, HOSTILE[name], name, torch.float64)
+        assert mine.mistake == mistake, mine.message
+        assert (ex[exercise_id]["status"], ex[exercise_id]["mistake"]) == (mine.status, mine.mistake)
+        if mistake != "timeout":  # (the timeout message is the same; its abandoned-note may differ)
+            assert ex[exercise_id]["message"] == mine.message
+    assert sub["score"] == 0
+
+
+def test_the_package_reference_imported_as_is_gets_0_from_both(graded):
+    ex = exercises(graded["by"]["package.ipynb"])
+    for exercise_id in ("attention.softmax", "attention.scaled_dot_product_attention"):
+        mine = _check_in_this_process(exercise_id, PACKAGE, get(exercise_id).target)
+        assert mine.mistake == ex[exercise_id]["mistake"] == "uses-package"
+        assert ex[exercise_id]["message"] == mine.message and ex[exercise_id]["points"] == 0
+    assert ex["attention.spot_the_bug"]["status"] == "passed"
 
 
 # --------------------------------------------------------------------------
@@ -438,8 +501,33 @@ def test_files_that_are_not_notebooks(graded):
     assert "--chapter" in sub["message"]
 
 
+def test_every_status_is_from_the_one_vocabulary(graded):
+    for sub in graded["report"]["submissions"]:
+        assert sub["status"] in statuses.SUBMISSION_STATUSES
+        for e in sub["exercises"]:
+            assert e["status"] in statuses.EXERCISE_STATUSES
+
+
+def test_cohort_summary_in_the_terminal_the_json_and_a_figure(graded):
+    summary = graded["report"]["summary"]
+    reports = [grading.SubmissionReport.from_json(s) for s in graded["report"]["submissions"]]
+    assert summary == grading.cohort_summary(reports)
+    assert summary["submissions"] == len(graded["subs"])
+    softmax = next(r for r in summary["exercises"] if r["id"] == "attention.softmax")
+    chapter_1 = [s for s in graded["report"]["submissions"] if s["chapter"] == CHAPTER]
+    assert softmax["submissions"] == len(chapter_1)
+    passed = [s for s in chapter_1 if exercises(s)["attention.softmax"]["status"] == "passed"]
+    assert softmax["passed"] == len(passed) > 0
+    mistakes = {m["mistake"]: m["count"] for m in softmax["mistakes"]}
+    assert mistakes["torch-modified"] >= 1  # the cheater's
+    assert mistakes["not-attempted"] >= 1  # the exercises notebook handed back as is
+    assert grading.format_summary(summary) in graded["proc"].stdout
+    png = (graded["out"] / "summary.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
 # --------------------------------------------------------------------------
-# Without a kernel
+# More kernels
 # --------------------------------------------------------------------------
 
 
@@ -449,69 +537,6 @@ def test_exit_status_is_not_0_when_the_grader_cannot_run(tmp_path, capsys):
     # 1 MiB of address space: the kernel cannot even start.
     assert cli_main(["grade", str(path), "--jobs", "1", "--memory", "1"]) == 1
     assert "grader error" in capsys.readouterr().out
-
-
-def test_detect_chapter():
-    chapters = [CHAPTER, "02_multi_head_attention"]
-    meta = {"metadata": {"transformer_workbook": {"chapter": CHAPTER}}}
-    assert grading.detect_chapter(meta, pathlib.Path("x.ipynb"), chapters) == CHAPTER
-    assert grading.detect_chapter({}, pathlib.Path(f"{CHAPTER}.ipynb"), chapters) == CHAPTER
-    assert grading.detect_chapter({}, pathlib.Path(f"bob-{CHAPTER}-v2.ipynb"), chapters) == CHAPTER
-    assert grading.detect_chapter({}, pathlib.Path("homework.ipynb"), chapters) is None
-    bad = {"metadata": {"transformer_workbook": {"chapter": "99_nope"}}}
-    assert grading.detect_chapter(bad, pathlib.Path("homework.ipynb"), chapters) is None
-
-
-class _Evil:
-    def __reduce__(self):
-        return (os.system, ("touch pwned",))
-
-
-@pytest.mark.parametrize("payload", [
-    "not a dict",
-    {"id": "attention.softmax", "status": "passed"},
-    {"id": "attention.other", "status": "ran", "outcomes": []},
-    {"id": "attention.softmax", "status": "ran", "outcomes": _Evil()},
-])
-def test_malformed_or_malicious_results_are_an_error(tmp_path, payload, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    ex = get("attention.softmax")
-    path = tmp_path / "out.pt"
-    torch.save(payload, path)
-    data = grading._load_result(path, ex)
-    assert data is None
-    assert not (tmp_path / "pwned").exists(), "nothing is unpickled"
-    res = grading._judge(ex, ex.make_cases(ex.seed), data, "")
-    assert res.status == "error" and res.points == 0
-
-
-@pytest.mark.parametrize("outcomes", [None, [], [{"kind": "value"}] * 3, [{"kind": "bogus"}] * 9])
-def test_outcomes_that_do_not_fit_the_cases_are_an_error(outcomes):
-    ex = get("attention.softmax")
-    data = {"id": ex.id, "status": "ran", "module": "__main__", "outcomes": outcomes}
-    res = grading._judge(ex, ex.make_cases(ex.seed), data, "")
-    assert res.status == "error" and res.points == 0
-
-
-def test_the_package_own_reference_gets_no_points():
-    from transformer_workbook.exercises.core import outcomes_to_payload, run_cases
-
-    ex = get("attention.softmax")
-    cases = ex.make_cases(ex.seed)
-    data = {"id": ex.id, "status": "ran", "module": "transformer_workbook.attention",
-            "outcomes": outcomes_to_payload(run_cases(ex.reference, cases))}
-    res = grading._judge(ex, cases, data, "")
-    assert res.status == "failed" and res.mistake == "uses-package" and res.points == 0
-
-
-def test_a_folder_stands_for_the_notebooks_under_it(tmp_path):
-    for rel in ("alice/01_attention.ipynb", "bob/01_attention.ipynb",
-                "bob/.ipynb_checkpoints/01_attention-checkpoint.ipynb", "bob/notes.txt"):
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text("{}")
-    found = grading.expand_paths([tmp_path, tmp_path / "carol.ipynb"])
-    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
-        "alice/01_attention.ipynb", "bob/01_attention.ipynb", "carol.ipynb"]
 
 
 LOOKUP_TABLE = """
@@ -536,3 +561,47 @@ def test_answers_hard_coded_for_the_practice_cases_fail_with_another_seed(tmp_pa
     assert softmax_same.status == "passed"  # the practice cases: the table knows them
     assert softmax_other.status == "error" and softmax_other.points == 0
     assert "KeyError" in softmax_other.message
+
+
+def _grade_cli(args, cwd):
+    cmd = [sys.executable, "-m", "transformer_workbook", "grade", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=cwd)
+
+
+def test_two_shards_merged_give_the_report_of_one_run(tmp_path):
+    folder = tmp_path / "class"
+    folder.mkdir()
+    nbformat.write(notebook(GOOD, chapter=None), folder / f"alice_{CHAPTER}.ipynb")
+    nbformat.write(notebook([SETUP, WRONG_SOFTMAX, WRONG_SDPA, WRONG_WEIGHTS]), folder / "bob.ipynb")
+    (folder / "carol.ipynb").write_bytes((ROOT / "exercises" / "02_multi_head_attention.ipynb").read_bytes())
+    (folder / "dave.ipynb").write_bytes(b"not a notebook")
+    limits = ["--timeout", TIMEOUT, "--cell-timeout", CELL_TIMEOUT, "--memory", MEMORY_MB, "--jobs", "2"]
+    once = _grade_cli([folder, "--json", tmp_path / "once.json", "--csv", tmp_path / "once.csv", *limits],
+                      tmp_path)
+    assert once.returncode == 0, once.stderr[-2000:]
+    files = sorted(folder.iterdir(), reverse=True)  # another order than the folder's: same shards
+    for k in (1, 2):
+        proc = _grade_cli([*files, "--shard", f"{k}/2", "--json", tmp_path / f"shard{k}.json", *limits],
+                          tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"shard {k}/2: 2 of 4 submission(s)" in proc.stderr
+    merged = _grade_cli(["merge", tmp_path / "shard2.json", tmp_path / "shard1.json",
+                         "--json", tmp_path / "all.json", "--csv", tmp_path / "all.csv",
+                         "--summary", tmp_path / "all.png"], tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    one = json.loads((tmp_path / "once.json").read_text())
+    all_ = json.loads((tmp_path / "all.json").read_text())
+
+    def timeless(doc):
+        return [{k: v for k, v in s.items() if k != "seconds"} for s in doc["submissions"]]
+
+    assert len(one["submissions"]) == 4
+    assert timeless(all_) == timeless(one)
+    assert all_["summary"] == one["summary"]
+    assert (tmp_path / "all.csv").read_text() == (tmp_path / "once.csv").read_text()
+    assert (tmp_path / "all.png").read_bytes()[:4] == b"\x89PNG"
+    # A shard given twice, or a shard missing, is refused.
+    twice = _grade_cli(["merge", tmp_path / "shard1.json", tmp_path / "shard1.json"], tmp_path)
+    assert twice.returncode == 2 and "are both shard 1/2" in twice.stderr
+    alone = _grade_cli(["merge", tmp_path / "shard1.json"], tmp_path)
+    assert alone.returncode == 2 and "shard(s) 2/2 missing" in alone.stderr

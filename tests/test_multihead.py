@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from transformer_workbook import widgets  # noqa: E402
-from transformer_workbook.attention import scaled_dot_product_attention  # noqa: E402
-from transformer_workbook.multihead import (  # noqa: E402
+from transformer_workbook.attention import scaled_dot_product_attention
+from transformer_workbook.masks import causal_mask, causal_mask_with_cache
+from transformer_workbook.multihead import (
+    KVCache,
     MultiHeadAttention,
     combine_heads,
     split_heads,
@@ -298,48 +294,44 @@ def test_fused_kernel_is_the_torch_one():
 
 
 # ---------------------------------------------------------------------------
-# The Chapter 2 explorer (widgets.py): pure computation, drawing, widget
+# The optional KV cache (added for Chapter 5's incremental decoding)
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n_heads", widgets.HEADS_CHOICES)
-def test_heads_weights_are_distributions(n_heads):
-    w = widgets.heads_weights(n_heads, seed=1)
-    n = len(widgets.HEADS_TOKENS)
-    assert w.shape == (n_heads, n, n)
-    torch.testing.assert_close(w.sum(-1), torch.ones(n_heads, n))
-    torch.testing.assert_close(w, widgets.heads_weights(n_heads, seed=1), rtol=0, atol=0)
-    # the two "the" tokens have the same embedding and no position: identical rows
-    torch.testing.assert_close(w[:, 0], w[:, 4])
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_self_attention_cache_one_position_at_a_time_equals_the_full_pass(need_weights):
+    m = MultiHeadAttention(D, H).eval()
+    x = torch.randn(B, LK, D)
+    full, full_w = m(x, x, x, mask=causal_mask(LK))
+    cache = KVCache()
+    outs = []
+    for t in range(LK):
+        new = x[:, t : t + 1]  # (B, 1, D): only the newest position
+        out, w = m(new, new, new, mask=causal_mask_with_cache(1, t), need_weights=need_weights, cache=cache)
+        outs.append(out)
+        assert len(cache) == t + 1 and cache.k.shape == (B, H, t + 1, D // H)
+        if need_weights:
+            torch.testing.assert_close(w[:, :, 0], full_w[:, :, t, : t + 1])
+    torch.testing.assert_close(torch.cat(outs, dim=1), full)
 
 
-def test_heads_weights_differ_between_heads_and_seeds():
-    w = widgets.heads_weights(4, seed=0)
-    assert not torch.allclose(w[0], w[1], atol=1e-2)
-    assert not torch.allclose(w, widgets.heads_weights(4, seed=1), atol=1e-2)
-    with pytest.raises(ValueError):
-        widgets.heads_weights(5)
+def test_static_cache_projects_the_memory_once():
+    m = MultiHeadAttention(D, H).eval()
+    q, memory = torch.randn(B, 2, D), torch.randn(B, LK, D)
+    cache = KVCache(static=True)
+    first, _ = m(q, memory, memory, cache=cache)
+    torch.testing.assert_close(first, m(q, memory, memory)[0])
+    k = cache.k
+    ignored = torch.randn(B, LK, D)  # later calls reuse the cached keys and values
+    again, _ = m(q, ignored, ignored, cache=cache)
+    torch.testing.assert_close(again, first)
+    assert cache.k is k and len(cache) == LK
 
 
-def test_draw_heads_explorer_and_blank_cells():
-    ax = widgets.draw_heads_explorer(4, 3)
-    assert len(ax.images) == 1 and "head 3 of 4 (d_head = 6)" in ax.get_title()
-    blank = widgets.draw_heads_explorer(2, 3)
-    assert not blank.axison and not blank.images
-    plt.close("all")
-
-
-def test_heads_explorer_head_slider_follows_the_number_of_heads():
-    pytest.importorskip("ipywidgets")
-    box = widgets.heads_explorer(n_heads=4, head=3)
-    n_heads, head = box.children[0].children
-    assert head.max == 3 and head.value == 3
-    n_heads.value = 2
-    assert head.max == 1 and head.value == 1
-    n_heads.value = 8
-    assert head.max == 7 and head.value == 1
-    with pytest.raises(ValueError):
-        widgets.heads_explorer(n_heads=5)
-    with pytest.raises(ValueError):
-        widgets.heads_explorer(n_heads=2, head=2)
-    plt.close("all")
+def test_no_cache_is_the_old_behaviour():
+    m = MultiHeadAttention(D, H).eval()
+    q, kv = torch.randn(B, LQ, D), torch.randn(B, LK, D)
+    for need_weights in (True, False):
+        torch.testing.assert_close(
+            m(q, kv, kv, need_weights=need_weights, cache=None)[0], m(q, kv, kv, need_weights=need_weights)[0]
+        )

@@ -123,15 +123,40 @@ def test_chapter_template(path):
     assert "assert" in code, "claims are assertions in cells"
 
 
+NBVAL_TAGS = ("nbval-ignore-output", "nbval-skip", "raises-exception")
+NBVAL_COMMENTS = ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_SKIP", "# NBVAL_RAISES_EXCEPTION")
+
+
 @pytest.mark.parametrize("path", ALL, ids=rel)
 def test_cells_excluded_from_comparison_say_why(path):
+    """A cell nbval does not compare (by cell tag, or by the older comment marker) says why,
+    on a '# Not compared: ...' line of the cell."""
     for cell in read(path).cells:
         lines = [line.strip() for line in cell.source.splitlines()]
-        for marker in ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_SKIP", "# NBVAL_RAISES_EXCEPTION"):
-            if marker in lines:
-                assert any(line.startswith("# Not compared:") for line in lines), (
-                    f"{rel(path)}: a cell marked {marker} must say why on a '# Not compared: ...' line"
-                )
+        markers = [t for t in cell.metadata.get("tags", []) if t in NBVAL_TAGS]
+        markers += [m for m in NBVAL_COMMENTS if m in lines]
+        if markers:
+            assert any(line.startswith("# Not compared:") for line in lines), (
+                f"{rel(path)}: a cell marked {markers[0]} must say why on a '# Not compared: ...' line"
+            )
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=rel)
+def test_figures_are_drawn_at_the_size_the_book_shows_them(path):
+    """No stored figure is wider than the book's column, so none is scaled down (with its text)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from transformer_workbook.figures.common import COLUMN_PX
+
+    for i, cell in enumerate(read(path).cells):
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                width = Image.open(io.BytesIO(base64.b64decode(png))).width
+                assert width <= COLUMN_PX, f"{rel(path)} cell {i}: {width} px, scaled down in the book"
 
 
 def _toc_files():
@@ -161,7 +186,20 @@ def test_launch_buttons_point_at_the_repository():
 @pytest.mark.parametrize("path", ALL, ids=rel)
 def test_no_widget_views_are_stored(path):
     """Widget state is stripped, so a stored view would render as an empty box or an error
-    (GitHub, Colab, the book): `make notebooks` drops it; the static figure after it stays."""
+    (GitHub, Colab, the book): `make notebooks` drops it; an explorer's HTML figure stays."""
     for cell in read(path).cells:
         for output in cell.get("outputs", []):
             assert not nt.is_widget_view(output), f"{rel(path)}: stored widget view; run `make notebooks`"
+
+
+def test_strip_widget_views_keeps_the_html_figure_only():
+    view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    explorer = {"output_type": "display_data", "metadata": {},
+                "data": {"text/plain": "x", "text/html": "<div>figure</div>", nt.WIDGET_VIEW: view}}
+    plain = {"output_type": "display_data", "metadata": {},
+             "data": {"text/plain": "VBox()", nt.WIDGET_VIEW: view}}
+    stream = {"output_type": "stream", "name": "stdout", "text": "hi"}
+    kept = nt.strip_widget_views([explorer, plain, stream])
+    assert kept == [{"output_type": "display_data", "metadata": {},
+                     "data": {"text/plain": "x", "text/html": "<div>figure</div>"}}, stream]
+    assert nt.WIDGET_VIEW in explorer["data"]  # the input is not modified

@@ -1,8 +1,9 @@
 """The Transformer Workbook's helper package.
 
-One module per chapter (``attention`` for Chapter 1, ...), plus ``plots``,
-``widgets`` and ``exercises`` (the graded checks). Later chapters import what
-earlier chapters built instead of redefining it.
+One module per chapter (``attention`` for Chapter 1, ...), plus ``figures``
+(each chapter's figures and explorers), ``exercises`` (the graded checks) and
+``chapters`` (the table of chapters). Later chapters import what earlier
+chapters built instead of redefining it.
 """
 
 from __future__ import annotations

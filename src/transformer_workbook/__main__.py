@@ -4,7 +4,9 @@ Commands:
   notebooks generate        regenerate exercises/ from solutions/
   notebooks execute PATH..  execute notebooks in place (outputs, counts 1..n, no widget state)
   notebooks links           point badges and setup cells at the repository in _config.yml
+  notebooks toc             write _toc.yml and README.md's chapter table from chapters.py
   grade SUBMISSION..        grade learners' exercise notebooks (see book/instructors.md)
+  grade merge REPORT.json.. combine the JSON reports of `grade --shard K/N` runs
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ def _notebooks(args: argparse.Namespace) -> int:
     elif args.action == "links":
         for path in nt.sync_links(root):
             print(f"updated {path}")
+    elif args.action == "toc":
+        for path in nt.write_tables(root):
+            print(f"updated {path}")
     elif args.action == "execute":
         for p in args.paths:
             seconds = nt.execute_notebook(pathlib.Path(p))
@@ -32,9 +37,9 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from . import grading
+    from .grading import cli
 
-    return grading.main(args)
+    return cli.main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,39 +47,21 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     nb = sub.add_parser("notebooks", help="maintain the course notebooks")
-    nb.add_argument("action", choices=["generate", "execute", "links"])
+    nb.add_argument("action", choices=["generate", "execute", "links", "toc"])
     nb.add_argument("paths", nargs="*")
     nb.add_argument("--root", default=".", help="the course repository (default: .)")
     nb.set_defaults(func=_notebooks)
-    gr = sub.add_parser(
-        "grade",
-        help="grade learners' exercise notebooks",
-        description="Execute each submission in a fresh kernel and grade its exercises with the "
-        "course's checks, judged outside the learner's process. Exit status 0 when every "
-        "submission got a report (whatever its score); 1 when the grader itself failed.",
-    )
-    gr.add_argument("submissions", nargs="+", metavar="SUBMISSION",
-                    help="notebooks to grade (a folder means every .ipynb under it)")
-    gr.add_argument("--json", metavar="REPORT.json", help="write the full report as JSON")
-    gr.add_argument("--csv", metavar="GRADEBOOK.csv",
-                    help="write one row per submission, one column per exercise")
-    gr.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
-                    help="time limit per submission, for the whole notebook (default: 300)")
-    gr.add_argument("--cell-timeout", type=float, default=60.0, metavar="SECONDS",
-                    help="time limit per cell; the cell is interrupted and the notebook goes on "
-                    "(default: 60)")
-    gr.add_argument("--memory", type=int, default=4096, metavar="MiB",
-                    help="memory (address space) limit per submission's kernel (default: 4096)")
-    gr.add_argument("--jobs", type=int, default=None, metavar="N",
-                    help="submissions graded in parallel (default: the number of cores)")
-    gr.add_argument("--chapter", default=None,
-                    help="grade every submission as this chapter (default: from each notebook's "
-                    "metadata, else its file name)")
-    gr.add_argument("--seed", type=int, default=None,
-                    help="draw the test cases with this seed instead of the notebooks' own, so "
-                    "answers hard-coded for the practice cases fail (default: the same cases "
-                    "and feedback the learner saw)")
+    gr = sub.add_parser("grade", help="grade learners' exercise notebooks (see book/instructors.md)")
     gr.set_defaults(func=_grade)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["grade"]:  # the grader (and torch) is imported only for its command
+        from .grading import cli as grading_cli
+
+        # `grade merge ...` is a command of its own; `grade ./merge` grades a path named merge.
+        if argv[1:2] == [grading_cli.MERGE]:
+            return grading_cli.merge_main(argv[2:])
+        gr.description = grading_cli.GRADE_DESCRIPTION
+        grading_cli.add_grade_arguments(gr)
     args = parser.parse_args(argv)
     return args.func(args)
 

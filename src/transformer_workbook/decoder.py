@@ -177,13 +177,12 @@ class DecoderLayer(nn.Module):
         new = cls(
             self_attn.d_model, self_attn.n_heads, layer.linear1.out_features,
             dropout=layer.dropout.p, norm_first=layer.norm_first,
-            norm=lambda d: LayerNorm(d, eps=layer.norm1.eps),
             feed_forward=_torch_feed_forward_factory(layer),
         )
         new.self_attn = self_attn
         new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
         _copy_feed_forward(new.feed_forward, layer)
-        _copy_norms(new, layer, ("norm1", "norm2", "norm3"))
+        _copy_norms(new, layer, ("norm1", "norm2", "norm3"))  # copies, with the layer's eps
         new.train(layer.training)
         return new.to(layer.linear1.weight.dtype)
 

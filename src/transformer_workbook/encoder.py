@@ -81,6 +81,19 @@ class LayerNorm(nn.Module):
     *inside* the square root. With the unbiased variance, ``[1, 0, 0, 0]``
     becomes ``[1.5, -0.5, -0.5, -0.5]`` instead of ``[1.732, -0.577, ...]``.
 
+    Written with tensor operations, the formula reads::
+
+        mean = x.mean(dim=-1, keepdim=True)                   # (..., 1)
+        var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)    # (..., 1), biased
+        y = (x - mean) / torch.sqrt(var + eps) * weight + bias
+
+    (Chapter 4 builds it that way and checks it equals this module.) The
+    module computes exactly that with ``F.layer_norm``, PyTorch's fused
+    kernel: on a CPU the operations above take about ten times as long,
+    forward and backward (8 ms against 0.7 ms for a ``(128, 30, 64)`` batch),
+    because the backward pass of each broadcast ``(..., 1)`` operation is
+    slow, and a model calls LayerNorm a dozen times per step.
+
     Args:
         d_model: size of the last dimension.
         eps: added to the variance, so a constant vector does not divide by 0.
@@ -96,10 +109,8 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_model))  # shift beta, (d_model,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
-        var = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1): biased, divides by d
-        x_hat = (x - mean) / torch.sqrt(var + self.eps)  # (..., d_model): mean 0, variance 1
-        return x_hat * self.weight + self.bias  # (..., d_model)
+        # (x - mean) / sqrt(biased var + eps) * weight + bias, over the last dimension, fused
+        return F.layer_norm(x, (self.d_model,), self.weight, self.bias, self.eps)  # (..., d_model)
 
     def extra_repr(self) -> str:
         return f"{self.d_model}, eps={self.eps}"
@@ -114,7 +125,8 @@ class RMSNorm(nn.Module):
 
     LayerNorm without the mean: no centring and no bias, only a rescaling to
     root-mean-square 1 and a learned gain ``weight`` (initially 1). Cheaper,
-    and in practice as good.
+    and in practice as good. (Unlike :class:`LayerNorm`, the formula written
+    out is not slower on a CPU than PyTorch's ``F.rms_norm``, so it stays.)
 
     Args:
         d_model: size of the last dimension.
@@ -360,12 +372,11 @@ class EncoderLayer(nn.Module):
         d_model, n_heads = self_attn.d_model, self_attn.n_heads
         new = cls(
             d_model, n_heads, layer.linear1.out_features, dropout=layer.dropout.p,
-            norm_first=layer.norm_first, norm=lambda d: LayerNorm(d, eps=layer.norm1.eps),
-            feed_forward=_torch_feed_forward_factory(layer),
+            norm_first=layer.norm_first, feed_forward=_torch_feed_forward_factory(layer),
         )
         new.self_attn = self_attn
         _copy_feed_forward(new.feed_forward, layer)
-        _copy_norms(new, layer, ("norm1", "norm2"))
+        _copy_norms(new, layer, ("norm1", "norm2"))  # copies, with the layer's eps
         new.train(layer.training)
         return new.to(layer.linear1.weight.dtype)
 

@@ -2,8 +2,11 @@
 
 - :func:`make_exercise_notebook`: solutions/ -> exercises/ (answers become stubs).
 - :func:`execute_notebook`: run a notebook top to bottom in a fresh kernel and
-  save it with outputs, execution counts 1, 2, 3, ... and no widget state.
+  save it with outputs, execution counts 1, 2, 3, ... and no widget state (an
+  explorer's output keeps its HTML figure, without the widget view).
 - :func:`sync_links`: point badges and setup cells at the repository in ``_config.yml``.
+- :func:`write_tables`: ``_toc.yml`` and the README's chapter table, from
+  :mod:`transformer_workbook.chapters`.
 
 Run them with ``python -m transformer_workbook notebooks ...`` (see ``make notebooks``).
 Needs ``nbformat`` and ``nbclient`` (the ``grader`` extra), imported lazily.
@@ -118,7 +121,7 @@ def execute_notebook(path: pathlib.Path, timeout: int = 600) -> float:
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if not is_widget_view(o)]
+            cell.outputs = strip_widget_views(cell.outputs)
     nbformat.write(nb, path)
     return seconds
 
@@ -127,10 +130,31 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def is_widget_view(output) -> bool:
-    """A widget's view output: without the widget state (stripped: it is large and changes on
-    every run, with random model ids) it renders as an empty box or a "model not found" error on
-    GitHub, in Colab and in the book, so it is not stored; the static figure after it is."""
+    """Whether an output holds a widget view. Without the widget state (stripped: it is large
+    and changes on every run, with random model ids) a view renders as an empty box or a "model
+    not found" error on GitHub, in Colab and in the book, so it is never stored."""
     return WIDGET_VIEW in output.get("data", {})
+
+
+def strip_widget_views(outputs: list) -> list:
+    """``outputs`` without widget views.
+
+    An output that holds something to show besides the view (an explorer's
+    ``text/html`` figure, see :mod:`transformer_workbook.figures.explorer`)
+    keeps it, minus the view's mime type; one whose only other representation
+    is ``text/plain`` (the widget's repr, e.g. ``VBox(children=...)``) is dropped.
+    """
+    kept = []
+    for output in outputs:
+        if not is_widget_view(output):
+            kept.append(output)
+            continue
+        data = {k: v for k, v in output["data"].items() if k != WIDGET_VIEW}
+        if set(data) - {"text/plain"}:
+            output = copy.deepcopy(output)
+            output["data"] = data
+            kept.append(output)
+    return kept
 
 
 def colab_link(config: dict, path: str) -> str:
@@ -168,4 +192,23 @@ def sync_links(root: pathlib.Path) -> list[pathlib.Path]:
             if sources(nb) != before:
                 nbformat.write(nb, path)
                 changed.append(path)
+    return changed
+
+
+def write_tables(root: pathlib.Path) -> list[pathlib.Path]:
+    """Write ``_toc.yml`` and the README's chapter table from the table of chapters;
+    returns the files that changed."""
+    from . import chapters
+
+    changed = []
+    toc = root / "_toc.yml"
+    if not toc.exists() or toc.read_text() != chapters.toc_yaml():
+        toc.write_text(chapters.toc_yaml())
+        changed.append(toc)
+    readme = root / "README.md"
+    text = readme.read_text()
+    new = chapters.with_readme_table(text)
+    if new != text:
+        readme.write_text(new)
+        changed.append(readme)
     return changed

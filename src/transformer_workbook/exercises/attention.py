@@ -11,7 +11,9 @@ import math
 import torch
 
 from .. import attention as ref
-from .core import Case, Exercise, Mistake, randn, register
+from .api import register
+from .core import Case, randn
+from .judging import Exercise, Mistake
 
 CHAPTER = "01_attention"
 
@@ -37,6 +39,25 @@ def softmax_cases(seed: int) -> list[Case]:
         Case("scores with some -inf (masked) entries", (with_inf,), {"dim": -1}),
         Case("float64 input", (randn(g, 3, 4, dtype=torch.float64),), {"dim": -1}),
     ]
+
+
+#: Every spelling of a ready-made softmax (an alias, a method, a module, or
+#: log_softmax(...).exp()): exercise 1.1 forbids them all.
+SOFTMAX_FUNCTIONS = (
+    "torch.softmax",
+    "torch.Tensor.softmax",
+    "torch.nn.functional.softmax",
+    "torch.special.softmax",
+    "torch._softmax",
+    "torch.nn.Softmax",
+    "torch.log_softmax",
+    "torch.Tensor.log_softmax",
+    "torch.nn.functional.log_softmax",
+    "torch.special.log_softmax",
+    "torch._log_softmax",
+    "torch.nn.LogSoftmax",
+    "torch.nn.functional.softmin",
+)
 
 
 def _softmax_ignores_dim(x, dim=-1):
@@ -73,6 +94,11 @@ register(
         reference=ref.softmax,
         make_cases=softmax_cases,
         points=2,
+        forbidden=SOFTMAX_FUNCTIONS,
+        forbidden_reason="Build it from exp, a maximum and a sum: the point is to see why the "
+                         "maximum is subtracted.",
+        notes={"exception": "The cases differ in the number of dimensions, in `dim`, and in "
+                            "their values (very large ones, -inf entries, float64)."},
         mistakes=[
             Mistake(
                 "overflow",
@@ -124,88 +150,106 @@ register(
 # attention.scaled_dot_product_attention
 # ---------------------------------------------------------------------------
 
-D_K, D_V = 8, 5  # different on purpose: scaling by sqrt(d_v) must show
-
 
 def sdpa_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
+
+    def qkv(*lead: int, lq: int, lk: int, d_k: int, d_v: int, scale: float = 1.0):
+        # d_v differs from d_k in every case, so scaling by sqrt(d_v) shows;
+        # d_k, the lengths and the batch sizes vary, so no hard-coded size passes.
+        return (randn(g, *lead, lq, d_k, scale=scale), randn(g, *lead, lk, d_k, scale=scale),
+                randn(g, *lead, lk, d_v))
+
     # Every mask row allows at least one key and blocks at least one, under
     # either polarity, so no row is fully masked (that is Chapter 6's topic).
     mask_2d = torch.tensor(
         [[True, False, True, False], [False, True, True, True], [True, True, False, False]]
     )  # (Lq=3, Lk=4), broadcast over the batch
-    lengths = torch.tensor([3, 2])  # real keys per sequence; the rest is padding
-    padding = torch.arange(4) < lengths[:, None]  # (B=2, Lk=4)
+    lengths = torch.tensor([3, 1])  # real keys per sequence; the rest is padding
+    padding = torch.arange(5) < lengths[:, None]  # (B=2, Lk=5)
     padding = padding[:, None, None, :]  # (B, 1, 1, Lk): same keys hidden for every head and query
     return [
-        Case("3-D batch, no mask", (randn(g, 2, 3, D_K), randn(g, 2, 4, D_K), randn(g, 2, 4, D_V))),
-        Case(
-            "4-D (batch, heads), no mask",
-            (randn(g, 2, 2, 3, D_K), randn(g, 2, 2, 4, D_K), randn(g, 2, 2, 4, D_V)),
-            tags=frozenset({"4d"}),
-        ),
-        Case(
-            "2-D single sequence, no mask",
-            (randn(g, 3, D_K), randn(g, 4, D_K), randn(g, 4, D_V)),
-            tags=frozenset({"2d"}),
-        ),
-        Case(
-            "3-D batch with a (Lq, Lk) mask",
-            (randn(g, 2, 3, D_K), randn(g, 2, 4, D_K), randn(g, 2, 4, D_V)),
-            {"mask": mask_2d},
-            frozenset({"mask"}),
-        ),
-        Case(
-            "4-D with a (B, 1, 1, Lk) padding mask",
-            (randn(g, 2, 2, 3, D_K), randn(g, 2, 2, 4, D_K), randn(g, 2, 2, 4, D_V)),
-            {"mask": padding},
-            frozenset({"mask", "4d"}),
-        ),
-        Case(
-            "3-D self-attention (Lq = Lk)",
-            (randn(g, 2, 4, D_K), randn(g, 2, 4, D_K), randn(g, 2, 4, D_V)),
-        ),
-        Case(
-            "large scores (entries of magnitude 30)",
-            (randn(g, 2, 3, D_K, scale=30.0), randn(g, 2, 4, D_K, scale=30.0), randn(g, 2, 4, D_V)),
-            tags=frozenset({"large"}),
-        ),
+        Case("3-D batch, no mask", qkv(2, lq=3, lk=4, d_k=8, d_v=5)),
+        Case("4-D (batch, heads), no mask", qkv(2, 3, lq=3, lk=5, d_k=4, d_v=6), tags=frozenset({"4d"})),
+        Case("2-D single sequence, no mask", qkv(lq=3, lk=4, d_k=16, d_v=5), tags=frozenset({"2d"})),
+        Case("3-D batch with a (Lq, Lk) mask", qkv(3, lq=3, lk=4, d_k=6, d_v=2), {"mask": mask_2d},
+             frozenset({"mask"})),
+        Case("4-D with a (B, 1, 1, Lk) padding mask", qkv(2, 2, lq=3, lk=5, d_k=10, d_v=3),
+             {"mask": padding}, frozenset({"mask", "4d"})),
+        Case("3-D self-attention (Lq = Lk)", qkv(1, lq=5, lk=5, d_k=12, d_v=4)),
+        Case("large scores (entries of magnitude 30)", qkv(2, lq=3, lk=4, d_k=9, d_v=5, scale=30.0),
+             tags=frozenset({"large"})),
     ]
 
 
-def _sdpa(q, k, v, mask=None, *, scale=None, softmax_dim=-1, invert=False, after=False,
-          ignore_mask=False, transpose_weights=False, naive_softmax=False, batch_transpose=False):
-    """Reference attention with switches, one per known mistake."""
-    d_k = q.size(-1)
-    kt = k.transpose(1, 2) if batch_transpose else k.transpose(-2, -1)
-    scores = q @ kt  # (..., Lq, Lk)
-    scores = scores / (math.sqrt(d_k) if scale is None else scale(q, v))
-    if mask is not None and not ignore_mask and not after:
-        scores = scores.masked_fill(mask if invert else ~mask, float("-inf"))
-    if naive_softmax:
-        e = torch.exp(scores)
-        weights = e / e.sum(dim=softmax_dim, keepdim=True)
-    else:
-        weights = ref.softmax(scores, dim=softmax_dim)
-    if mask is not None and after:
-        weights = weights * mask
-    out = weights @ v  # (..., Lq, d_v)
-    return out, (weights.transpose(-2, -1) if transpose_weights else weights)
-
-
-def _scale_after_softmax(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1)
+def _scores(q, k, mask, scale):
+    """Scaled scores with masked entries at -inf: the part most mistakes share."""
+    scores = q @ k.transpose(-2, -1) / scale  # (..., Lq, Lk)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    weights = ref.softmax(scores, dim=-1) / math.sqrt(q.size(-1))
+    return scores
+
+
+def _attend(weights, v):
     return weights @ v, weights
 
 
-def _mk(**switches):
-    def wrong(q, k, v, mask=None):
-        return _sdpa(q, k, v, mask, **switches)
+def _no_scaling(q, k, v, mask=None):
+    return _attend(ref.softmax(_scores(q, k, mask, 1.0), dim=-1), v)
 
-    return wrong
+
+def _divide_by_d_k(q, k, v, mask=None):
+    return _attend(ref.softmax(_scores(q, k, mask, q.size(-1)), dim=-1), v)
+
+
+def _scale_by_sqrt_d_v(q, k, v, mask=None):
+    return _attend(ref.softmax(_scores(q, k, mask, math.sqrt(v.size(-1))), dim=-1), v)
+
+
+def _scale_after_softmax(q, k, v, mask=None):
+    weights = ref.softmax(_scores(q, k, mask, 1.0), dim=-1) / math.sqrt(q.size(-1))
+    return _attend(weights, v)
+
+
+def _softmax_over_queries(q, k, v, mask=None):
+    return _attend(ref.softmax(_scores(q, k, mask, math.sqrt(q.size(-1))), dim=-2), v)
+
+
+def _softmax_dim_1(q, k, v, mask=None):
+    return _attend(ref.softmax(_scores(q, k, mask, math.sqrt(q.size(-1))), dim=1), v)
+
+
+def _mask_inverted(q, k, v, mask=None):
+    return ref.scaled_dot_product_attention(q, k, v, None if mask is None else ~mask)
+
+
+def _mask_after_softmax(q, k, v, mask=None):
+    weights = ref.softmax(_scores(q, k, None, math.sqrt(q.size(-1))), dim=-1)
+    if mask is not None:
+        weights = weights * mask  # zeroed, but the rows no longer sum to 1
+    return _attend(weights, v)
+
+
+def _mask_ignored(q, k, v, mask=None):
+    return ref.scaled_dot_product_attention(q, k, v)
+
+
+def _weights_transposed(q, k, v, mask=None):
+    out, weights = ref.scaled_dot_product_attention(q, k, v, mask)
+    return out, weights.transpose(-2, -1)
+
+
+def _only_3d(q, k, v, mask=None):
+    scores = torch.bmm(q, k.transpose(1, 2)) / math.sqrt(q.size(-1))  # bmm: exactly 3-D only
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = ref.softmax(scores, dim=-1)
+    return torch.bmm(weights, v), weights
+
+
+def _softmax_overflow(q, k, v, mask=None):
+    e = _scores(q, k, mask, math.sqrt(q.size(-1))).exp()  # no max subtracted: exp(100) = inf
+    return _attend(e / e.sum(dim=-1, keepdim=True), v)
 
 
 register(
@@ -216,25 +260,35 @@ register(
         chapter=CHAPTER,
         reference=ref.scaled_dot_product_attention,
         make_cases=sdpa_cases,
+        outputs=("output", "weights"),
         points=3,
+        forbidden=("torch.nn.functional.scaled_dot_product_attention",),
+        forbidden_reason="Compute the scores, the softmax and the weighted sum yourself.",
+        notes={
+            "exception": "The cases differ in the number of leading dimensions (none, a batch, "
+                         "a batch and heads), in d_k, d_v and the lengths, and some have a mask.",
+            "not-exact-zero": "Masked positions must get weight exactly 0: fill their scores with "
+                              "float('-inf') (or a number so negative that exp() gives 0, such as "
+                              "-1e9), not a moderate number such as -20.",
+        },
         mistakes=[
             Mistake(
                 "no-scaling",
                 "You did not scale the scores: divide q @ k^T by sqrt(d_k) (d_k = q.size(-1)) "
                 "before the softmax. Without it the softmax saturates as d_k grows (section 1.6).",
-                _mk(scale=lambda q, v: 1.0),
+                _no_scaling,
             ),
             Mistake(
                 "divide-by-d_k",
                 "You divide the scores by d_k; the paper divides by sqrt(d_k). The dot product of "
                 "two random d_k-vectors has variance d_k, so its standard deviation is sqrt(d_k).",
-                _mk(scale=lambda q, v: q.size(-1)),
+                _divide_by_d_k,
             ),
             Mistake(
                 "scale-by-sqrt-d_v",
                 "You scale by sqrt(d_v), the size of the values. The scale comes from the "
                 "query-key dot product, so it is sqrt(d_k) = sqrt(q.size(-1)) (here d_k != d_v).",
-                _mk(scale=lambda q, v: math.sqrt(v.size(-1))),
+                _scale_by_sqrt_d_v,
             ),
             Mistake(
                 "scale-after-softmax",
@@ -246,7 +300,15 @@ register(
                 "softmax-wrong-axis",
                 "Your softmax runs over the queries (dim=-2). Each query's weights over the keys "
                 "must sum to 1: take the softmax over the last dimension (dim=-1), the keys.",
-                _mk(softmax_dim=-2),
+                _softmax_over_queries,
+                ignore_tags=frozenset({"mask"}),
+            ),
+            Mistake(
+                "softmax-dim-1",
+                "Your softmax runs over dim=1, as in a widely copied blog post: that is the keys "
+                "only for a single 2-D sequence; for a (B, Lq, Lk) batch it is the queries, and "
+                "for (B, H, Lq, Lk) the heads. Count from the end: the keys are always dim=-1.",
+                _softmax_dim_1,
                 ignore_tags=frozenset({"mask"}),
             ),
             Mistake(
@@ -254,26 +316,26 @@ register(
                 "Your mask polarity is inverted: you hide the positions where the mask is True. "
                 "In this course (and in F.scaled_dot_product_attention) True means 'may attend': "
                 "fill the scores with -inf where the mask is False (`~mask`).",
-                _mk(invert=True),
+                _mask_inverted,
             ),
             Mistake(
                 "mask-after-softmax",
                 "You apply the mask after the softmax (weights * mask), so the remaining weights "
                 "no longer sum to 1. Mask the scores before the softmax: "
                 "`scores.masked_fill(~mask, float('-inf'))`.",
-                _mk(after=True),
+                _mask_after_softmax,
             ),
             Mistake(
                 "mask-ignored",
                 "Your function ignores the mask: the results are right without a mask and wrong "
                 "with one. Set the scores of masked positions (mask False) to -inf before the softmax.",
-                _mk(ignore_mask=True),
+                _mask_ignored,
             ),
             Mistake(
                 "weights-transposed",
                 "Your output is right but the weights are transposed: return them as "
                 "(..., Lq, Lk), one row per query, not (..., Lk, Lq).",
-                _mk(transpose_weights=True),
+                _weights_transposed,
             ),
             Mistake(
                 "only-3d",
@@ -281,21 +343,22 @@ register(
                 "single 2-D sequence and for 4-D (batch, heads, ...) inputs. `torch.bmm` and "
                 "`k.transpose(1, 2)` assume exactly one batch dimension; use `@` and "
                 "`k.transpose(-2, -1)`, which work for any number of leading dimensions.",
-                _mk(batch_transpose=True),
+                _only_3d,
             ),
             Mistake(
                 "softmax-overflow",
                 "Your softmax overflows when the scores are large (exp(100) is inf in float32, and "
                 "inf / inf is NaN). Subtract the row maximum first, or use your stable softmax "
                 "from the previous exercise.",
-                _mk(naive_softmax=True),
+                _softmax_overflow,
             ),
         ],
         hints=[
             "Four steps: scores = q @ k^T; scale by 1/sqrt(d_k); mask; softmax over the keys; "
             "then weights @ v.",
             "`k.transpose(-2, -1)` swaps the last two dimensions whatever comes before them.",
-            "d_k is `q.size(-1)`. Keep scores as (..., Lq, Lk): one row per query.",
+            "d_k is `q.size(-1)`: read it from the input, never write a number. Keep scores as "
+            "(..., Lq, Lk): one row per query.",
             "With a mask (True = may attend), `scores.masked_fill(~mask, float('-inf'))` before "
             "the softmax gives masked keys a weight of exactly 0.",
             "Return a tuple `(output, weights)`.",
@@ -356,6 +419,7 @@ register(
         reference=attention_weights,
         make_cases=spot_the_bug_cases,
         points=2,
+        notes={"exception": "The cases differ in the batch size, the lengths and d_k."},
         mistakes=[
             Mistake(
                 "unchanged",
@@ -378,7 +442,8 @@ register(
             ),
         ],
         hints=[
-            "There are two bugs, one per line after the docstring's first line.",
+            "There are two bugs: one in the first line of the body (`d_k = ...`) and one in the "
+            "last (`return ...`); the middle line is right.",
             "For k of shape (B, Lk, d_k), what is k.size(1)?",
             "scores has shape (B, Lq, Lk). Along which dimension should each row of weights sum to 1?",
         ],

@@ -1,35 +1,49 @@
-"""The exercise-check machinery, in three separate pieces.
+"""Running the learner's code on an exercise's cases: the part that runs in the learner's process.
 
-1. **Cases** (:meth:`Exercise.make_cases`): seeded inputs the learner's code is
-   run on. Pure data: tensors, numbers, tuples; no code.
-2. **Running** (:func:`run_cases`): calls the learner's function on the cases,
-   in the learner's process, with a time limit, and records what happened
-   (:class:`Outcome`: a value, an exception, a time-out, an in-place change of
-   the inputs). It never looks at the reference.
-3. **Judging** (:func:`evaluate`): runs the reference on the same cases,
-   compares, and names the learner's mistake when their outcomes agree with
-   one of the exercise's known wrong answers (:class:`Mistake`).
+The check machinery has three separate pieces:
 
-In a notebook, :func:`check` does all three in the learner's kernel, for
-instant feedback. The grader does only step 2 in the learner's kernel, ships
-the outcomes back as plain tensors and strings (:func:`outcomes_to_payload`),
-and judges them in its own process, where nothing the learner redefined can
-reach the reference or the comparison.
+1. **Cases** (:class:`Case`, made by each exercise's ``make_cases``): seeded
+   inputs, pure data (tensors, numbers, tuples; no code).
+2. **Running** (:func:`run_cases`, this module): calls the learner's function
+   on the cases and records what happened (:class:`Outcome`): a value, an
+   exception, a time-out, an in-place change of the inputs, a call to
+   something the exercise forbids, different results for the same input. It
+   never looks at the reference.
+3. **Judging** (:mod:`.judging`): runs the reference and the known mistakes,
+   compares, and names the learner's mistake.
+
+In a notebook, ``check`` does all three in the learner's kernel. The grader
+does step 2 in the learner's kernel, ships the outcomes back as plain tensors
+and strings (:func:`outcomes_to_payload`), and judges them in its own process.
+Both call this very module, so both see the same outcomes.
+
+This file imports nothing from the rest of the package (only the standard
+library and torch): the grader loads a fresh copy of it from its path inside
+the learner's kernel, where the imported package may have been tampered with.
+
+How the time limit holds whatever the learner's code catches: the learner's
+code runs in a worker thread while this thread watches the process's CPU time
+(not the wall clock, so a busy machine does not change the verdict). Past the
+limit, the watcher raises :class:`CheckTimeout` in the worker, again and
+again; a trace function raises it once more whenever the worker is inside a
+handler that caught it, so a bare ``except:`` in a loop does not keep it
+alive. A function that still survives (it catches everything, everywhere) is
+left behind and reported, and the check returns all the same; so does a
+Jupyter interrupt, which reaches this thread, not the learner's loop.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import dataclasses
+import importlib
 import inspect
 import math
-import signal
 import sys
-import textwrap
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -38,6 +52,9 @@ import torch
 # Cases and outcomes
 # --------------------------------------------------------------------------
 
+#: A case carrying this tag is invalid input: the function must raise on it.
+RAISES = "raises"
+
 
 @dataclasses.dataclass
 class Case:
@@ -45,7 +62,8 @@ class Case:
 
     ``name`` is shown to the learner ("3-D batch with a padding mask"), so it
     describes the input's shape and purpose, never the expected answer.
-    ``tags`` let a mistake say on which kinds of case it shows.
+    ``tags`` let a mistake say on which kinds of case it shows; the tag
+    :data:`RAISES` marks an input the function must reject with an exception.
     """
 
     name: str
@@ -54,9 +72,13 @@ class Case:
     tags: frozenset = frozenset()
 
     def describe(self) -> str:
-        parts = [_describe_value(a) for a in self.args]
-        parts += [f"{k}={_describe_value(v)}" for k, v in self.kwargs.items()]
+        parts = [describe_value(a) for a in self.args]
+        parts += [f"{k}={describe_value(v)}" for k, v in self.kwargs.items()]
         return f"{self.name} ({', '.join(parts)})"
+
+    @property
+    def must_raise(self) -> bool:
+        return RAISES in self.tags
 
 
 def randn(g: torch.Generator, *shape: int, scale: float = 1.0, dtype=torch.float32) -> torch.Tensor:
@@ -64,12 +86,12 @@ def randn(g: torch.Generator, *shape: int, scale: float = 1.0, dtype=torch.float
     return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
 
 
-def _describe_value(x: Any) -> str:
+def describe_value(x: Any) -> str:
     if isinstance(x, torch.Tensor):
         dtype = str(x.dtype).replace("torch.", "")
         return f"{dtype} tensor of shape {tuple(x.shape)}"
     if isinstance(x, (tuple, list)):
-        return "(" + ", ".join(_describe_value(v) for v in x) + ")"
+        return "(" + ", ".join(describe_value(v) for v in x) + ")"
     return repr(x)
 
 
@@ -92,7 +114,11 @@ class Outcome:
     error: str = ""  # "ValueError: ..." for ERROR
     where: str = ""  # last line of the learner's traceback, for ERROR
     mutated: tuple = ()  # names of the inputs the call changed in place
-    seconds: float = 0.0
+    seconds: float = 0.0  # CPU seconds
+    forbidden: tuple = ()  # forbidden callables the call reached ("torch.softmax", ...)
+    varies: bool = False  # a second call on the same input gave a different result
+    state: tuple = ()  # the learner's global torch state, where it differs from torch's defaults
+    abandoned: bool = False  # TIMEOUT only: the code caught every attempt to stop it
 
 
 class Unsupported(str):
@@ -102,12 +128,52 @@ class Unsupported(str):
 class CheckTimeout(BaseException):
     """Raised inside the learner's code when it runs past its time limit.
 
-    A ``BaseException`` so that a learner's ``except Exception`` inside an
-    endless loop cannot swallow it.
+    A ``BaseException`` so that ``except Exception`` cannot swallow it; see
+    the module's docstring for bare ``except:``.
     """
 
 
-def _sanitize(x: Any, depth: int = 0) -> Any:
+def safe_str(x: Any, limit: int = 300) -> str:
+    """``str(x)`` for any object, even one whose ``__str__`` raises or returns a non-string."""
+    try:
+        text = str(x)
+        if not isinstance(text, str):
+            raise TypeError
+    except BaseException:  # noqa: BLE001 - a learner's exception class may do anything
+        text = f"<{type(x).__name__} whose str() is not text>"  # no address: messages stay the same
+    return shorten(text, limit)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, at a word boundary, never mid-bracket.
+
+    A cut message ends with " …" after a complete word, and before any
+    bracket or quote it would leave open (so "tensor([[1., 2." is not shown).
+    """
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - 2)]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    opening = {")": "(", "]": "[", "}": "{"}
+    stack: list[tuple[str, int]] = []
+    for i, ch in enumerate(cut):
+        if ch in "([{":
+            stack.append((ch, i))
+        elif ch in opening and stack and stack[-1][0] == opening[ch]:
+            stack.pop()
+        elif ch in "'\"`":
+            if stack and stack[-1][0] == ch:
+                stack.pop()
+            else:
+                stack.append((ch, i))
+    if stack:
+        cut = cut[: stack[0][1]]
+    return cut.rstrip(" ,:;(=") + " …"
+
+
+def sanitize(x: Any, depth: int = 0) -> Any:
     """Detach the learner's output from their objects: plain tensors and values.
 
     The result holds only tensors, numbers, strings, None, tuples and
@@ -121,11 +187,28 @@ def _sanitize(x: Any, depth: int = 0) -> Any:
         if t.layout != torch.strided:
             t = t.to_dense()
         return t.cpu().clone()
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
+    if x is None:
+        return None
+    for base in (bool, int, float, str):  # subclasses (numpy.float64, ...) become the base type
+        if isinstance(x, base):
+            return base(x)
     if isinstance(x, (tuple, list)) and len(x) <= 16:
-        return tuple(_sanitize(v, depth + 1) for v in x)
+        return tuple(sanitize(v, depth + 1) for v in x)
     return Unsupported(f"{type(x).__module__}.{type(x).__qualname__}")
+
+
+def same_values(a: Any, b: Any) -> bool:
+    """Exactly the same sanitized values (NaN equal to NaN): used to spot randomness."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        if a.is_floating_point() or a.is_complex():
+            return bool(torch.equal(a.nan_to_num(0.125), b.nan_to_num(0.125)) and
+                        torch.equal(a.isnan(), b.isnan()))
+        return bool(torch.equal(a, b))
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(same_values(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and (a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)))
 
 
 def _snapshot(args: tuple, kwargs: dict) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -134,55 +217,278 @@ def _snapshot(args: tuple, kwargs: dict) -> list[tuple[str, torch.Tensor, torch.
     return [(n, a, a.detach().clone()) for n, a in named if isinstance(a, torch.Tensor)]
 
 
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`CheckTimeout` in the running code after ``seconds``.
+def _fresh(value: Any) -> Any:
+    """A copy of case data the learner's code may change without touching the case."""
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_fresh(v) for v in value)
+    return value
 
-    In the main thread on Unix this uses a real-time interval timer (SIGALRM),
-    which interrupts any Python loop; elsewhere (Windows, a worker thread) a
-    trace function checks the clock on every line of Python code.
+
+def fresh_case(case: Case) -> Case:
+    """The case with fresh copies of every tensor it holds (any field of a Case subclass)."""
+    changes = {f.name: _fresh(getattr(case, f.name)) for f in dataclasses.fields(case)
+               if f.init and f.name not in ("name", "tags")}
+    return dataclasses.replace(case, **changes)
+
+
+# --------------------------------------------------------------------------
+# Global torch state: the learner's, and the fixed one references run in
+# --------------------------------------------------------------------------
+
+
+def torch_state() -> dict:
+    """The global torch settings a learner's cell can change that change results.
+
+    (The default device is left out: this course runs on the CPU, and
+    switching ``torch.set_default_device`` from a worker thread while a trace
+    function is set sends Python 3.11 into a loop.)
     """
-    if seconds is None or seconds <= 0 or not math.isfinite(seconds):
-        yield
-        return
-    use_signal = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if use_signal:
+    return {"default_dtype": torch.get_default_dtype(), "grad": torch.is_grad_enabled()}
 
-        def on_alarm(signum, frame):
+
+def set_torch_state(state: dict) -> None:
+    torch.set_default_dtype(state["default_dtype"])
+    torch.set_grad_enabled(state["grad"])
+
+
+#: torch's state in a fresh session: the references and the known mistakes run in it.
+STANDARD_STATE = {"default_dtype": torch.float32, "grad": True}
+
+
+class standard_torch_state:
+    """Context manager: torch's fresh-session settings inside, the caller's restored after."""
+
+    def __enter__(self):
+        self.saved = torch_state()
+        set_torch_state(STANDARD_STATE)
+        return self
+
+    def __exit__(self, *exc):
+        set_torch_state(self.saved)
+        return False
+
+
+def state_differences(state: dict | None = None) -> tuple[str, ...]:
+    """What differs from a fresh session, in words ("default dtype torch.float64")."""
+    state = torch_state() if state is None else state
+    notes = []
+    if state["default_dtype"] != STANDARD_STATE["default_dtype"]:
+        notes.append(f"default dtype {state['default_dtype']} (torch.set_default_dtype)")
+    return tuple(notes)
+
+
+#: Modules whose functions a notebook might replace (``torch.softmax = my_softmax``).
+_PATCHABLE = ("torch", "torch.nn.functional", "math")
+
+
+def replaced_functions() -> tuple[str, ...]:
+    """Names in torch, torch.Tensor, torch.nn.functional or math that now hold a notebook's function.
+
+    A function defined in a notebook has ``__module__ == "__main__"``; the
+    check cannot judge code in a torch whose own functions were replaced.
+    """
+    found = []
+    spaces = [(name, vars(sys.modules[name])) for name in _PATCHABLE if name in sys.modules]
+    spaces.append(("torch.Tensor", vars(torch.Tensor)))
+    for prefix, space in spaces:
+        for attr, value in list(space.items()):
+            if callable(value) and getattr(value, "__module__", None) == "__main__":
+                found.append(f"{prefix}.{attr}")
+    return tuple(sorted(found))
+
+
+# --------------------------------------------------------------------------
+# Forbidden calls
+# --------------------------------------------------------------------------
+
+
+def _import_qualified(name: str) -> Any:
+    """The object called ``name`` ("torch.nn.functional.softmax"), or None."""
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except Exception:  # noqa: BLE001 - not a module at this depth
+            continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+class Forbidden:
+    """The callables an exercise forbids, resolved in this process, and a record of calls to them.
+
+    Python functions (and every function of a forbidden class) are recognised
+    by their code object, so aliases, subclasses and wrappers reach them too;
+    C functions by identity; tensor methods (``torch.Tensor.softmax``) by name
+    when called on a tensor (``x.softmax(...)``).
+    """
+
+    def __init__(self, names: Sequence[str]):
+        self.codes: dict = {}
+        self.c_functions: dict = {}
+        self.tensor_methods: dict = {}
+        for name in names:
+            obj = _import_qualified(name)
+            if obj is None:
+                continue
+            if isinstance(obj, type):
+                for value in vars(obj).values():
+                    self._add_function(value, name)
+            elif not self._add_function(obj, name):
+                if name.startswith("torch.Tensor."):
+                    self.tensor_methods[name.rsplit(".", 1)[1]] = name
+                else:
+                    try:
+                        self.c_functions[obj] = name
+                    except TypeError:
+                        pass
+        self.seen: list[str] = []
+
+    def _add_function(self, value: Any, name: str) -> bool:
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        value = inspect.unwrap(value) if callable(value) else value
+        code = getattr(value, "__code__", None)
+        if code is None:
+            return False
+        self.codes[code] = name
+        return True
+
+    def __bool__(self) -> bool:
+        return bool(self.codes or self.c_functions or self.tensor_methods)
+
+    def note(self, frame, event: str, arg: Any) -> None:
+        name = None
+        if event == "call":
+            name = self.codes.get(frame.f_code)
+        elif event == "c_call":
+            try:
+                name = self.c_functions.get(arg)
+            except TypeError:
+                name = None
+            if name is None and isinstance(getattr(arg, "__self__", None), torch.Tensor):
+                method = self.tensor_methods.get(getattr(arg, "__name__", ""))
+                if method:
+                    name = f"{method} (as tensor.{arg.__name__}(...))"
+        if name and name not in self.seen:
+            self.seen.append(name)
+
+
+# --------------------------------------------------------------------------
+# Running the learner's code: a worker thread, a CPU-time limit
+# --------------------------------------------------------------------------
+
+_HERE = __file__
+
+
+#: Worker threads left behind (their code caught every attempt to stop it):
+#: their CPU time is not charged to later checks.
+_ABANDONED: list[threading.Thread] = []
+
+
+def _thread_cpu(thread: threading.Thread) -> float:
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except (AttributeError, OSError, TypeError):  # no per-thread clocks here (Windows, macOS)
+        return 0.0
+
+
+def cpu_time() -> float:
+    """This process's CPU time, less what the threads left behind by earlier checks used."""
+    _ABANDONED[:] = [t for t in _ABANDONED if t.is_alive()]
+    return time.process_time() - sum(_thread_cpu(t) for t in _ABANDONED)
+
+
+def _raise_in(thread_id: int, exc: type[BaseException]) -> None:
+    """Make ``exc`` be raised in the thread ``thread_id`` as soon as it runs Python.
+
+    (Never call the C function with NULL to cancel: in Python 3.11 that leaves
+    the interpreter's "pending" flag set for good, and a traced thread then
+    loops forever.)
+    """
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
+
+
+class _Guard:
+    """Trace and profile hooks of the worker thread: forbidden calls, and the time limit's teeth.
+
+    Past the limit, the trace function raises :class:`CheckTimeout` on every
+    line of the learner's code. A trace function that raises is switched off
+    by Python, so the profile function switches it back on at the next call.
+    Neither hook may be interrupted itself (a hook that raises is switched
+    off), so the watching thread sends its own time-outs only while the worker
+    is paused in the learner's code (see :meth:`kick`).
+    """
+
+    def __init__(self, forbidden: Forbidden | None):
+        self.forbidden = forbidden
+        self.expired = False
+        self.hooks = {self.tracer.__func__.__code__, self.profiler.__func__.__code__}
+
+    def tracer(self, frame, event, arg):
+        if not self.expired:
+            frame.f_trace_lines = False  # no line events before the limit: nothing slows down
+        elif event == "line" and frame.f_code.co_filename != _HERE:
             raise CheckTimeout()
+        return self.tracer
 
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-    else:
-        deadline = time.monotonic() + seconds
-        previous_trace = sys.gettrace()
+    def _arm(self, frame) -> None:
+        while frame is not None and frame.f_code.co_filename != _HERE:
+            frame.f_trace = self.tracer
+            frame.f_trace_lines = True
+            frame = frame.f_back
 
-        def tracer(frame, event, arg):
-            if time.monotonic() > deadline:
-                raise CheckTimeout()
-            return tracer
+    def profiler(self, frame, event, arg):
+        if self.forbidden is not None and event in ("call", "c_call"):
+            self.forbidden.note(frame, event, arg)
+        if self.expired and sys.gettrace() is None:
+            sys.settrace(self.tracer)  # switched off by a raise: back on
+            self._arm(frame)
 
-        sys.settrace(tracer)
-        try:
-            yield
-        finally:
-            sys.settrace(previous_trace)
+    def kick(self, thread_id: int) -> None:
+        """From the watching thread: raise the time-out in the worker if it is in the learner's code."""
+        frame = sys._current_frames().get(thread_id)
+        if frame is None or frame.f_code in self.hooks or frame.f_code.co_filename == _HERE:
+            return
+        self._arm(frame)
+        _raise_in(thread_id, CheckTimeout)
 
 
 def _learner_frame(tb) -> str:
     """The innermost traceback line outside this package (the learner's code)."""
     here = __name__.rsplit(".", 2)[0].replace(".", "/")
-    frames = [f for f in traceback.extract_tb(tb) if here not in f.filename.replace("\\", "/")]
+    frames = [
+        f for f in traceback.extract_tb(tb)
+        if here not in f.filename.replace("\\", "/") and f.filename != _HERE
+    ]
     if not frames:
         return ""
     f = frames[-1]
     line = (f.line or "").strip()
-    return f"line {f.lineno}: {line}" if line else f"line {f.lineno}"
+    return f"line {f.lineno}: {shorten(line, 120)}" if line else f"line {f.lineno}"
+
+
+def _error_outcome(exc: BaseException) -> Outcome:
+    if isinstance(exc, NotImplementedError):
+        return Outcome(NOT_IMPLEMENTED, error=f"NotImplementedError: {safe_str(exc)}")
+    msg = safe_str(exc, 2000).strip().splitlines()
+    first = msg[0] if msg else ""
+    name = safe_str(getattr(type(exc), "__name__", "Exception"), 80)
+    return Outcome(ERROR, error=shorten(f"{name}: {first}".rstrip(": "), 400),
+                   where=_learner_frame(exc.__traceback__))
+
+
+def default_call(fn: Callable, case: Case) -> Any:
+    return fn(*case.args, **case.kwargs)
 
 
 def run_cases(
@@ -190,422 +496,120 @@ def run_cases(
     cases: Sequence[Case],
     call: Callable[[Callable, Case], Any] | None = None,
     time_limit_s: float = 10.0,
+    forbidden: Sequence[str] = (),
+    repeat: bool = True,
 ) -> list[Outcome]:
     """Run ``fn`` on every case in this process and record what happened.
 
     ``call(fn, case)`` says how to run one case (default:
-    ``fn(*case.args, **case.kwargs)``); class exercises build an instance
-    there. ``time_limit_s`` bounds the whole run: a case that times out ends
-    it, and the rest are marked not run. Each case gets fresh copies of its
-    tensors, so a learner's in-place change is seen and does not leak into the
-    next case. Never raises for anything the learner's code does.
+    ``fn(*case.args, **case.kwargs)``); module exercises build an instance
+    there. ``time_limit_s`` bounds the CPU time of the whole run: a case that
+    times out ends it, and the rest are marked not run. ``forbidden`` names
+    callables the code must not reach (recorded per case). With ``repeat``,
+    each case runs twice and a different second result is recorded
+    (``Outcome.varies``: randomness, or dropout left on). Each call gets
+    fresh copies of the case's tensors, so an in-place change is seen and
+    does not leak into the next case; the learner's global torch settings are
+    restored after each case. Never raises for anything the learner's code
+    does (a Jupyter interrupt is passed on as ``KeyboardInterrupt`` once the
+    code has stopped).
     """
-    call = call or (lambda f, case: f(*case.args, **case.kwargs))
+    call = call or default_call
+    watch = Forbidden(forbidden) if forbidden else None
+    guard = _Guard(watch)
+    lock = threading.Lock()
+    done = [False]
     outcomes: list[Outcome] = []
-    deadline = time.monotonic() + time_limit_s
-    timed_out = False
-    for case in cases:
-        if timed_out:
-            outcomes.append(Outcome(NOT_RUN))
-            continue
-        args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in case.args)
-        kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case.kwargs.items()}
-        fresh = dataclasses.replace(case, args=args, kwargs=kwargs)
-        before = _snapshot(args, kwargs)
-        start = time.monotonic()
-        remaining = max(deadline - start, 0.05)
+    learner_state = torch_state()
+    notes = state_differences(learner_state)
+    notes += tuple(f"{name} replaced by a notebook function" for name in replaced_functions())
+
+    def run_one(case: Case) -> Outcome:
+        set_torch_state(learner_state)
+        if watch is not None:
+            watch.seen = []
+        fresh = fresh_case(case)
+        before = _snapshot(fresh.args, fresh.kwargs)
+        start = time.process_time()
         try:
-            with time_limit(remaining):
-                result = call(fn, fresh)
-            outcome = Outcome(VALUE, value=_sanitize(result))
+            outcome = Outcome(VALUE, value=sanitize(call(fn, fresh)))
+            if repeat:
+                set_torch_state(learner_state)
+                again = sanitize(call(fn, fresh_case(case)))
+                outcome.varies = not same_values(outcome.value, again)
         except CheckTimeout:
-            timed_out = True
             outcome = Outcome(TIMEOUT)
-        except NotImplementedError as exc:
-            outcome = Outcome(NOT_IMPLEMENTED, error=f"NotImplementedError: {exc}")
-        except KeyboardInterrupt:
-            raise
         except BaseException as exc:  # noqa: BLE001 - the learner's code may raise anything
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            outcome = Outcome(
-                ERROR,
-                error=f"{type(exc).__name__}: {msg}"[:300],
-                where=_learner_frame(exc.__traceback__),
-            )
-        outcome.seconds = time.monotonic() - start
+            outcome = _error_outcome(exc)
+        outcome.seconds = time.process_time() - start
         outcome.mutated = tuple(
-            name
-            for name, now, then in before
+            name for name, now, then in before
             if now.shape != then.shape or not torch.equal(now.detach(), then)
         )
-        outcomes.append(outcome)
-    return outcomes
+        outcome.forbidden = tuple(watch.seen) if watch is not None else ()
+        outcome.state = notes
+        return outcome
 
+    def work() -> None:
+        try:
+            sys.settrace(guard.tracer)
+            sys.setprofile(guard.profiler)
+            for case in cases:
+                outcome = run_one(case)
+                outcomes.append(outcome)
+                if outcome.kind == TIMEOUT or guard.expired:
+                    break
+        except CheckTimeout:  # it arrived between two cases
+            pass
+        finally:
+            while True:  # switch the hooks off; a time-out still pending is raised (and caught) here
+                try:
+                    sys.setprofile(None)
+                    sys.settrace(None)
+                    with lock:
+                        done[0] = True  # from now on the watching thread sends none
+                    time.sleep(0)
+                    break
+                except CheckTimeout:
+                    continue
 
-# --------------------------------------------------------------------------
-# Comparing outcomes
-# --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Tolerance:
-    rtol: float = 1e-4
-    atol: float = 1e-5
-
-
-def _close(a: Any, b: Any, tol: Tolerance) -> bool:
-    """Do two sanitized values agree (same structure, shapes, dtypes, values)?"""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-            return False
-        if a.shape != b.shape or a.dtype != b.dtype:
-            return False
-        if a.dtype == torch.bool or not (a.is_floating_point() or a.is_complex()):
-            return torch.equal(a, b)
-        return torch.allclose(a.double(), b.double(), rtol=tol.rtol, atol=tol.atol, equal_nan=True)
-    if isinstance(a, tuple) or isinstance(b, tuple):
-        return (
-            isinstance(a, tuple)
-            and isinstance(b, tuple)
-            and len(a) == len(b)
-            and all(_close(x, y, tol) for x, y in zip(a, b, strict=True))
-        )
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=tol.rtol, abs_tol=tol.atol) or (
-            math.isnan(a) and math.isnan(b)
-        )
-    return type(a) is type(b) and a == b
-
-
-def outcomes_agree(mine: Outcome, theirs: Outcome, tol: Tolerance) -> bool:
-    """Same behaviour on one case: both raise, or both return close values."""
-    if mine.kind in (TIMEOUT, NOT_RUN) or theirs.kind in (TIMEOUT, NOT_RUN):
-        return False  # nothing to compare: never counts as agreeing
-    if mine.kind != theirs.kind:
-        return False
-    if mine.kind != VALUE:  # both raised (the exception type does not matter)
-        return True
-    return _close(mine.value, theirs.value, tol)
-
-
-# --------------------------------------------------------------------------
-# Exercises, mistakes, results
-# --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Mistake:
-    """A known wrong answer: an implementation of it, and what to tell the learner.
-
-    The learner's code is diagnosed with this mistake when its outcome agrees
-    with ``implementation``'s on every case (see :func:`evaluate`), except the
-    cases carrying one of ``ignore_tags``: there the mistake's outcome depends
-    on details the learner may spell either way (e.g. masking with -inf or
-    -1e9 once the softmax runs over the wrong axis).
-    """
-
-    id: str
-    message: str
-    implementation: Callable
-    ignore_tags: frozenset = frozenset()
-
-
-@dataclasses.dataclass
-class Exercise:
-    """One graded exercise: its cases, reference, known mistakes and feedback."""
-
-    id: str
-    title: str
-    target: str  # the name the learner defines in the notebook
-    reference: Callable
-    make_cases: Callable[[int], list[Case]]
-    mistakes: list[Mistake] = dataclasses.field(default_factory=list)
-    hints: list[str] = dataclasses.field(default_factory=list)
-    points: int = 1
-    chapter: str = ""
-    call: Callable[[Callable, Case], Any] | None = None
-    tolerance: Tolerance = dataclasses.field(default_factory=Tolerance)
-    time_limit_s: float = 10.0
-    seed: int = 0
-
-    def solution_source(self) -> str:
-        return textwrap.dedent(inspect.getsource(self.reference))
-
-
-@dataclasses.dataclass
-class CheckResult:
-    """The verdict on one exercise.
-
-    ``status`` is one of ``"passed"``, ``"failed"``, ``"not attempted"`` or
-    ``"error"`` (the code raised or ran past its time limit); ``mistake`` is
-    the id of the diagnosed :class:`Mistake`, or a generic problem such as
-    ``"wrong-shape"``, or ``None``.
-    """
-
-    exercise_id: str
-    status: str
-    message: str
-    mistake: str | None = None
-    cases_passed: int = 0
-    cases_total: int = 0
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "passed"
-
-    def __repr__(self) -> str:
-        return f"CheckResult({self.exercise_id!r}, status={self.status!r}, mistake={self.mistake!r})"
-
-    def feedback(self) -> str:
-        icon = {"passed": "✅", "failed": "❌", "not attempted": "⏳", "error": "💥"}
-        return f"{icon.get(self.status, '')} {self.exercise_id}: {self.status}. {self.message}"
-
-
-PASSED, FAILED, NOT_ATTEMPTED, ERRORED = "passed", "failed", "not attempted", "error"
-
-
-def _describe_output(x: Any) -> str:
-    if isinstance(x, Unsupported):
-        return f"an object of type {x}"
-    if x is None:
-        return "None"
-    if isinstance(x, tuple):
-        return f"a tuple of {len(x)}: (" + ", ".join(_describe_output(v) for v in x) + ")"
-    if isinstance(x, torch.Tensor):
-        return _describe_value(x)
-    return f"a {type(x).__name__}"
-
-
-def _structure_problem(mine: Any, ref: Any, path: str = "the result") -> tuple[str, str] | None:
-    """The first difference in structure, shape or dtype, as (problem id, message)."""
-    if isinstance(ref, tuple):
-        if not isinstance(mine, tuple):
-            if mine is None:
-                return "returned-none", (
-                    f"{path} is None: the function must `return` a tuple of {len(ref)} "
-                    "(did you forget the `return` statement?)."
-                )
-            return "wrong-type", (
-                f"{path} should be a tuple of {len(ref)} values, "
-                f"{_describe_output(ref)}; got {_describe_output(mine)}."
-            )
-        if len(mine) != len(ref):
-            return "wrong-type", f"{path} should be a tuple of {len(ref)} values; got {len(mine)}."
-        names = ["output", "weights", "third value", "fourth value"]
-        for i, (m, r) in enumerate(zip(mine, ref, strict=True)):
-            label = f"the {names[i] if i < len(names) else f'value {i + 1}'} (item {i} of the tuple)"
-            problem = _structure_problem(m, r, label)
-            if problem:
-                return problem
-        return None
-    if isinstance(ref, torch.Tensor):
-        if mine is None:
-            return "returned-none", (
-                f"{path} is None: the function must `return` a tensor "
-                "(did you forget the `return` statement?)."
-            )
-        if not isinstance(mine, torch.Tensor):
-            return "wrong-type", f"{path} should be a torch.Tensor; got {_describe_output(mine)}."
-        if mine.shape != ref.shape:
-            return "wrong-shape", (
-                f"{path} has shape {tuple(mine.shape)}, but it should have shape {tuple(ref.shape)}."
-            )
-        if mine.dtype != ref.dtype:
-            return "wrong-dtype", (
-                f"{path} has dtype {mine.dtype}, but it should have dtype {ref.dtype} "
-                "(keep the dtype of the inputs)."
-            )
-        if ref.is_floating_point():
-            bad = ~torch.isfinite(mine) & torch.isfinite(ref)
-            if bad.any():
-                kind = "NaN" if torch.isnan(mine[bad]).any() else "inf"
-                return "not-finite", (
-                    f"{path} contains {kind} ({int(bad.sum())} of {mine.numel()} entries) where a "
-                    "finite number was expected: look for exp() overflowing, 0/0, or -inf - (-inf)."
-                )
-        return None
-    if type(mine) is not type(ref):
-        return "wrong-type", f"{path} should be {_describe_output(ref)}; got {_describe_output(mine)}."
-    return None
-
-
-def _max_error(mine: Any, ref: Any) -> float | None:
-    if isinstance(mine, torch.Tensor) and isinstance(ref, torch.Tensor):
-        if mine.shape == ref.shape and mine.is_floating_point() and ref.is_floating_point():
-            return float((mine.double() - ref.double()).abs().nan_to_num(math.inf).max())
-        return None
-    if isinstance(mine, tuple) and isinstance(ref, tuple):
-        errs = [_max_error(a, b) for a, b in zip(mine, ref, strict=False)]
-        errs = [e for e in errs if e is not None]
-        return max(errs) if errs else None
-    return None
-
-
-def evaluate(
-    exercise: Exercise,
-    cases: Sequence[Case],
-    outcomes: Sequence[Outcome],
-) -> CheckResult:
-    """Judge the learner's ``outcomes`` on ``cases`` against the reference.
-
-    Runs in the judging process only (the reference and the known mistakes run
-    here, never in the learner's code path). Robust to anything in
-    ``outcomes``: malformed data gives an ``"error"`` result, not an exception.
-    """
-    ex = exercise
-    total = len(cases)
-
-    def result(status: str, message: str, mistake: str | None = None, n_ok: int = 0) -> CheckResult:
-        return CheckResult(ex.id, status, message, mistake, n_ok, total)
-
+    worker = threading.Thread(target=work, name="transformer-workbook-check", daemon=True)
+    cpu0, wall0 = cpu_time(), time.monotonic()
+    wall_limit = 5 * time_limit_s + 5  # a backstop for code that sleeps (no CPU time)
+    interrupted = abandoned = False
+    worker.start()
     try:
-        outcomes = list(outcomes)
-        if len(outcomes) != total or not all(isinstance(o, Outcome) for o in outcomes):
-            return result(ERRORED, "The check could not read your function's results.", "unreadable")
-    except Exception:  # noqa: BLE001
-        return result(ERRORED, "The check could not read your function's results.", "unreadable")
-
-    if outcomes and outcomes[0].kind == NOT_IMPLEMENTED:
-        return result(
-            NOT_ATTEMPTED,
-            f"Replace `raise NotImplementedError` in `{ex.target}` with your code, "
-            "run that cell, then run this check again.",
-            "not-attempted",
-        )
-
-    for case, o in zip(cases, outcomes, strict=True):
-        if o.mutated:
-            return result(
-                FAILED,
-                f"Your function changed its input {', '.join(o.mutated)} in place on case "
-                f"'{case.describe()}'. Compute new tensors instead (e.g. `x = x - m`, not "
-                "`x -= m` or `x.sub_(m)`): callers still need their inputs.",
-                "modifies-input",
-            )
-
-    ref = run_cases(ex.reference, cases, call=ex.call, time_limit_s=60.0)
-    agree = [outcomes_agree(m, r, ex.tolerance) for m, r in zip(outcomes, ref, strict=True)]
-    n_ok = sum(agree)
-    if all(agree):
-        return result(PASSED, f"All {total} test cases match the reference. Well done!", None, n_ok)
-
-    # A known mistake explains the outcomes on every case?
-    for mistake in ex.mistakes:
-        theirs = run_cases(mistake.implementation, cases, call=ex.call, time_limit_s=60.0)
-        if all(
-            outcomes_agree(m, t, ex.tolerance)
-            for case, m, t in zip(cases, outcomes, theirs, strict=True)
-            if not (case.tags & mistake.ignore_tags)
-        ):
-            return result(FAILED, mistake.message, mistake.id, n_ok)
-
-    # Otherwise describe the first case that goes wrong.
-    for case, mine, r, ok in zip(cases, outcomes, ref, agree, strict=True):
-        if ok:
-            continue
-        where = f"On case '{case.describe()}'"
-        if mine.kind == TIMEOUT:
-            return result(
-                ERRORED,
-                f"{where} your function was still running when the time limit "
-                f"({ex.time_limit_s:g} s for all cases) ran out, so it was stopped. "
-                "Look for a loop that never ends (a `while` whose condition never "
-                "changes), or a loop over every element where a tensor operation would do.",
-                "timeout",
-                n_ok,
-            )
-        if mine.kind in (ERROR, NOT_IMPLEMENTED):
-            at = f" (at {mine.where})" if mine.where else ""
-            hint = ""
-            if n_ok:
-                hint = (
-                    f" It worked on {n_ok} other case(s): check the inputs this case has that "
-                    "those do not (number of dimensions, a mask, different lengths)."
-                )
-            return result(ERRORED, f"{where} your function raised {mine.error}{at}.{hint}", "exception", n_ok)
-        if mine.kind == NOT_RUN:
-            continue
-        if r.kind != VALUE:  # the reference itself failed: a bug in the exercise
-            return result(
-                ERRORED, f"{where} the reference could not run ({r.error}). Please report this.", "reference"
-            )
-        problem = _structure_problem(mine.value, r.value)
-        if problem:
-            return result(FAILED, f"{where}: {problem[1]}", problem[0], n_ok)
-        err = _max_error(mine.value, r.value)
-        detail = f" (largest difference {err:.3g})" if err is not None else ""
-        return result(
-            FAILED,
-            f"{where} your result has the right shape but the wrong values{detail}. "
-            f"It matches the reference on {n_ok} of {total} cases. Try `hint({ex.id!r})`.",
-            "wrong-values",
-            n_ok,
-        )
-    return result(ERRORED, "The check could not run your function.", "unreadable", n_ok)
-
-
-# --------------------------------------------------------------------------
-# Registry and the notebook-facing API
-# --------------------------------------------------------------------------
-
-REGISTRY: dict[str, Exercise] = {}
-
-
-def register(exercise: Exercise) -> Exercise:
-    if exercise.id in REGISTRY:
-        raise ValueError(f"exercise {exercise.id!r} registered twice")
-    REGISTRY[exercise.id] = exercise
-    return exercise
-
-
-def get(exercise_id: str) -> Exercise:
-    from . import _load_all
-
-    _load_all()
-    try:
-        return REGISTRY[exercise_id]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise KeyError(f"no exercise called {exercise_id!r}; the exercises are: {known}") from None
-
-
-def check(exercise_id: str, fn: Any, *, quiet: bool = False) -> CheckResult:
-    """Check the learner's ``fn`` for ``exercise_id`` and print the feedback.
-
-    Returns a :class:`CheckResult` (``.passed``, ``.status``, ``.message``).
-    Never raises because of the learner's code.
-    """
-    ex = get(exercise_id)
-    if fn is None or not callable(fn):
-        res = CheckResult(
-            ex.id,
-            FAILED,
-            f"Pass your function itself, e.g. `check({ex.id!r}, {ex.target})`: "
-            f"got {_describe_output(_sanitize(fn))}, which cannot be called.",
-            "not-callable",
-        )
-    else:
-        cases = ex.make_cases(ex.seed)
-        outcomes = run_cases(fn, cases, call=ex.call, time_limit_s=ex.time_limit_s)
-        res = evaluate(ex, cases, outcomes)
-    if not quiet:
-        print(res.feedback())
-    return res
-
-
-def hint(exercise_id: str) -> None:
-    """Print the hints for an exercise, most general first."""
-    ex = get(exercise_id)
-    print(f"Hints for {ex.id} ({ex.title}):")
-    for i, h in enumerate(ex.hints, 1):
-        print(f"  {i}. {h}")
-
-
-def solution(exercise_id: str) -> None:
-    """Print the reference solution's code."""
-    ex = get(exercise_id)
-    print(f"Reference solution for {ex.id}:\n")
-    print(ex.solution_source())
+        while worker.is_alive():
+            worker.join(0.02)
+            if cpu_time() - cpu0 > time_limit_s or time.monotonic() - wall0 > wall_limit:
+                break
+    except KeyboardInterrupt:  # the learner pressed stop: stop their code, then pass it on
+        interrupted = True
+    if worker.is_alive():
+        guard.expired = True
+        give_up = time.monotonic() + 3.0
+        while worker.is_alive():
+            try:
+                if time.monotonic() > give_up:
+                    abandoned = True  # it catches everything, everywhere: leave it behind
+                    _ABANDONED.append(worker)
+                    break
+                with lock:
+                    if not done[0]:
+                        guard.kick(worker.ident)
+                worker.join(0.002)
+            except KeyboardInterrupt:
+                interrupted = True
+    set_torch_state(learner_state)
+    results = list(outcomes[: len(cases)])
+    if len(results) < len(cases) and not (results and results[-1].kind == TIMEOUT):
+        results.append(Outcome(TIMEOUT, state=notes))
+    if results and results[-1].kind == TIMEOUT:
+        results[-1].abandoned = abandoned
+    results += [Outcome(NOT_RUN, state=notes) for _ in range(len(cases) - len(results))]
+    if interrupted:
+        raise KeyboardInterrupt
+    return results
 
 
 # --------------------------------------------------------------------------
@@ -643,9 +647,19 @@ def outcomes_to_payload(outcomes: Sequence[Outcome]) -> list[dict]:
             "where": o.where,
             "mutated": list(o.mutated),
             "seconds": float(o.seconds),
+            "forbidden": list(o.forbidden),
+            "varies": bool(o.varies),
+            "state": list(o.state),
+            "abandoned": bool(o.abandoned),
         }
         for o in outcomes
     ]
+
+
+def _strings(items: Any, limit: int = 8) -> tuple[str, ...]:
+    if not isinstance(items, list):
+        return ()
+    return tuple(str(s)[:300] for s in items[:limit] if isinstance(s, str))
 
 
 def outcomes_from_payload(payload: Any) -> list[Outcome]:
@@ -657,14 +671,19 @@ def outcomes_from_payload(payload: Any) -> list[Outcome]:
     for item in payload:
         if not isinstance(item, dict) or item.get("kind") not in kinds:
             raise ValueError("malformed outcome")
+        seconds = item.get("seconds")
         out.append(
             Outcome(
                 kind=item["kind"],
                 value=_decode(item.get("value")),
-                error=str(item.get("error", ""))[:300],
+                error=str(item.get("error", ""))[:400],
                 where=str(item.get("where", ""))[:300],
-                mutated=tuple(str(m) for m in item.get("mutated", []) if isinstance(m, str)),
-                seconds=float(seconds) if isinstance(seconds := item.get("seconds"), (int, float)) else 0.0,
+                mutated=_strings(item.get("mutated", [])),
+                seconds=float(seconds) if isinstance(seconds, (int, float)) else 0.0,
+                forbidden=_strings(item.get("forbidden", [])),
+                varies=item.get("varies") is True,
+                state=_strings(item.get("state", [])),
+                abandoned=item.get("abandoned") is True,
             )
         )
     return out

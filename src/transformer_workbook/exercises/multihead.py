@@ -3,22 +3,23 @@
 Each known mistake is a real implementation of that mistake: the learner's
 code is diagnosed with it when the two behave the same on every case. The
 class exercise builds the learner's class, loads the case's weights into its
-``q_proj``, ``k_proj``, ``v_proj`` and ``out_proj`` and calls ``forward``
-(see :func:`build_and_run`).
+``q_proj``, ``k_proj``, ``v_proj`` and ``out_proj`` by name and calls
+``forward`` (the shared helper :func:`.modules.build_and_call`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
-from torch import nn
 
 from .. import multihead as mh
 from ..attention import scaled_dot_product_attention
 from ..multihead import combine_heads, split_heads
-from .core import Case, Exercise, Mistake, randn, register
+from .api import register
+from .core import RAISES, Case, randn
+from .judging import Exercise, Mistake
+from .modules import ModuleCase, build_and_call, reference_params
 
 CHAPTER = "02_multi_head_attention"
 
@@ -41,7 +42,7 @@ def split_heads_cases(seed: int) -> list[Case]:
         Case(
             "d_model=10 is not divisible by 4 heads (must raise)",
             (randn(g, 2, 3, 10), 4),
-            tags=frozenset({"raises"}),
+            tags=frozenset({RAISES}),
         ),
     ]
 
@@ -75,6 +76,12 @@ register(
         reference=mh.split_heads,
         make_cases=split_heads_cases,
         points=2,
+        notes={
+            "exception": "The cases differ in the batch size, the length, d_model and the number "
+                         "of heads (one head; d_head = 1; float64).",
+            "must-raise": "When d_model is not a multiple of n_heads, a reshape to "
+                          "(B, L, H, d_model // H) drops channels: check `d_model % n_heads`.",
+        },
         mistakes=[
             Mistake(
                 "reshape-without-transpose",
@@ -158,6 +165,8 @@ register(
         reference=mh.combine_heads,
         make_cases=combine_heads_cases,
         points=2,
+        notes={"exception": "The cases differ in the batch size, the number of heads, the length "
+                            "and d_head (one head; d_head = 1; float64)."},
         mistakes=[
             Mistake(
                 "reshape-without-transpose",
@@ -194,171 +203,16 @@ register(
 # multihead.MultiHeadAttention (a class: built, loaded with weights, called)
 # ---------------------------------------------------------------------------
 
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
-
-
-@dataclasses.dataclass
-class ModuleCase(Case):
-    """A case for a module exercise: how to build it, its weights, what to call it on.
-
-    ``init`` holds the constructor's keyword arguments, ``params`` the weights
-    to load (``"q_proj.weight"`` -> tensor); ``args``/``kwargs`` go to
-    ``forward``.
-    """
-
-    init: dict = dataclasses.field(default_factory=dict)
-    params: dict = dataclasses.field(default_factory=dict)
-
-    def describe(self) -> str:
-        init = ", ".join(f"{k}={v!r}" for k, v in self.init.items())
-        names = ["query", "key", "value"]
-        parts = [f"{n} {tuple(a.shape)}" for n, a in zip(names, self.args, strict=False)]
-        parts += [f"{k} {tuple(v.shape)}" for k, v in self.kwargs.items()]
-        return f"{self.name}: MultiHeadAttention({init}) on {', '.join(parts)}"
-
-
-def _load_projections(module: nn.Module, case: ModuleCase) -> None:
-    """Copy the case's weights into the learner's four projections, with clear errors."""
-    d_model, bias = case.init["d_model"], case.init["bias"]
-    for name in PROJECTIONS:
-        layer = getattr(module, name, None)
-        if not isinstance(layer, nn.Linear):
-            have = ", ".join(n for n, _ in module.named_children()) or "none"
-            what = "is missing" if layer is None else f"is a {type(layer).__name__}"
-            raise AttributeError(
-                f"the check loads weights into nn.Linear layers named q_proj, k_proj, v_proj, "
-                f"out_proj; your `{name}` {what} (your layers: {have})"
-            )
-        if tuple(layer.weight.shape) != (d_model, d_model):
-            raise ValueError(
-                f"`{name}.weight` has shape {tuple(layer.weight.shape)}; every projection is "
-                f"nn.Linear(d_model, d_model), weight ({d_model}, {d_model})"
-            )
-        if bias != (layer.bias is not None):
-            raise ValueError(
-                f"`{name}` {'has no' if bias else 'has a'} bias but the module was built with "
-                f"bias={bias}: pass `bias=bias` to each nn.Linear"
-            )
-        with torch.no_grad():
-            layer.weight.copy_(case.params[f"{name}.weight"])
-            if bias:
-                layer.bias.copy_(case.params[f"{name}.bias"])
-
-
-def build_and_run(cls, case: ModuleCase):
-    """``Exercise.call`` for the class exercise: build, load weights, eval mode, forward."""
-    init = ", ".join(f"{k}={v!r}" for k, v in case.init.items())
-    if not isinstance(cls, type):
-        raise TypeError(f"pass your class itself, e.g. `check(..., MultiHeadAttention)`; got {cls!r}")
-    try:
-        module = cls(**case.init)
-    except TypeError as exc:
-        raise TypeError(f"could not build `{cls.__name__}({init})`: {exc}") from exc
-    except AttributeError as exc:
-        if "Module.__init__()" not in str(exc):
-            raise
-        raise AttributeError(
-            f"{exc}: call `super().__init__()` first thing in `{cls.__name__}.__init__`"
-        ) from exc
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"`{cls.__name__}` must subclass torch.nn.Module (class ...(nn.Module))")
-    _load_projections(module, case)
-    module.eval()
-    with torch.no_grad():
-        return module(*case.args, **case.kwargs)
-
-
-class MultiHeadAttention(nn.Module):
-    """Multi-head attention, batch-first: (B, Lq, d_model) -> (B, Lq, d_model), (B, H, Lq, Lk)."""
-
-    def __init__(self, d_model: int, n_heads: int, bias: bool = True):
-        super().__init__()
-        self.n_heads = n_heads
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
-
-    def forward(self, query, key, value, mask=None):
-        q = split_heads(self.q_proj(query), self.n_heads)  # (B, H, Lq, d_head)
-        k = split_heads(self.k_proj(key), self.n_heads)  # (B, H, Lk, d_head)
-        v = split_heads(self.v_proj(value), self.n_heads)  # (B, H, Lk, d_head)
-        out, weights = scaled_dot_product_attention(q, k, v, mask)  # scaled by sqrt(d_head)
-        out = combine_heads(out)  # (B, Lq, d_model)
-        return self.out_proj(out), weights  # (B, Lq, d_model), (B, H, Lq, Lk)
-
-
-class _WrongMHA(MultiHeadAttention):
-    """The reference with switches, one per known mistake (subclasses set them)."""
-
-    scale_by_d_model = False
-    use_out_proj = True
-    split_without_transpose = False
-    combine_without_transpose = False
-    split_only_without_transpose = False
-    invert_mask = False
-    average_weights = False
-    single_head = False
-    value_from_key = False
-
-    def _one_big_head(self, query, key, value, mask):
-        q, k, v = self.q_proj(query), self.k_proj(key), self.v_proj(value)  # (B, L, d_model)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, Lq, Lk)
-        if mask is not None:  # a 4-D mask does not fit 3-D scores: this raises, as it would
-            scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)  # (B, Lq, Lk)
-        return self.out_proj(weights @ v), weights  # (B, Lq, d_model)
-
-    def forward(self, query, key, value, mask=None):
-        if self.single_head:
-            return self._one_big_head(query, key, value, mask)
-        B, Lq, d_model = query.shape
-        Lk = key.shape[1]
-        H = self.n_heads
-        d_head = d_model // H
-        value = key if self.value_from_key else value
-        if self.split_without_transpose or self.split_only_without_transpose:
-            q = self.q_proj(query).reshape(B, H, Lq, d_head)  # positions mixed into heads
-            k = self.k_proj(key).reshape(B, H, Lk, d_head)
-            v = self.v_proj(value).reshape(B, H, Lk, d_head)
-        else:
-            q = mh.split_heads(self.q_proj(query), H)  # (B, H, Lq, d_head)
-            k = mh.split_heads(self.k_proj(key), H)  # (B, H, Lk, d_head)
-            v = mh.split_heads(self.v_proj(value), H)  # (B, H, Lk, d_head)
-        scores = q @ k.transpose(-2, -1)  # (B, H, Lq, Lk)
-        scores = scores / math.sqrt(d_model if self.scale_by_d_model else d_head)
-        if mask is not None:
-            scores = scores.masked_fill(mask if self.invert_mask else ~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)  # (B, H, Lq, Lk)
-        out = weights @ v  # (B, H, Lq, d_head)
-        if self.split_without_transpose or self.combine_without_transpose:
-            out = out.reshape(B, Lq, d_model)  # heads and positions mixed
-        else:
-            out = mh.combine_heads(out)  # (B, Lq, d_model)
-        if self.use_out_proj:
-            out = self.out_proj(out)
-        if self.average_weights:
-            weights = weights.mean(dim=1)  # (B, Lq, Lk)
-        return out, weights
-
-
-def _wrong(**switches) -> type:
-    return type("MultiHeadAttention", (_WrongMHA,), switches)
-
-
-def _linear_params(g: torch.Generator, d_model: int, bias: bool) -> dict:
-    params = {}
-    for name in PROJECTIONS:
-        params[f"{name}.weight"] = randn(g, d_model, d_model, scale=1.5 / math.sqrt(d_model))
-        if bias:
-            params[f"{name}.bias"] = randn(g, d_model, scale=0.3)
-    return params
-
 
 def mha_cases(seed: int) -> list[ModuleCase]:
     g = torch.Generator().manual_seed(seed)
 
     def case(name, d_model, n_heads, bias, B, Lq, Lk=None, mask=None, self_attention=True, tags=()):
+        init = {"d_model": d_model, "n_heads": n_heads, "bias": bias}
+        params = reference_params(  # entries N(0, 1.5^2 / d_model) and 0.3^2 for the biases
+            mh.MultiHeadAttention, init, g,
+            scale=lambda name, p: 1.5 / math.sqrt(d_model) if p.dim() == 2 else 0.3,
+        )
         query = randn(g, B, Lq, d_model)
         if self_attention:
             key = value = query
@@ -369,8 +223,9 @@ def mha_cases(seed: int) -> list[ModuleCase]:
             args=(query, key, value),
             kwargs={} if mask is None else {"mask": mask},
             tags=frozenset(tags),
-            init={"d_model": d_model, "n_heads": n_heads, "bias": bias},
-            params=_linear_params(g, d_model, bias),
+            init=init,
+            params=params,
+            arg_names=("query", "key", "value"),
         )
 
     # Every mask row allows some keys and blocks others, under either polarity,
@@ -385,6 +240,10 @@ def mha_cases(seed: int) -> list[ModuleCase]:
     )  # (Lq=4, Lk=5), True = may attend
     lengths = torch.tensor([4, 2])
     padding = (torch.arange(6) < lengths[:, None])[:, None, None, :]  # (B=2, 1, 1, Lk=6)
+    # (B, Lq, Lk) masks, one per sequence: with B == H a mask passed straight
+    # lines its batch axis up with the heads (silently wrong); with B != H it fails.
+    per_sequence_2 = torch.stack([shared[:3, :4], ~shared[:3, :4]])  # (B=2, Lq=3, Lk=4)
+    per_sequence_3 = torch.stack([shared[:3], ~shared[:3], shared[1:]])  # (B=3, Lq=3, Lk=5)
     return [
         case("self-attention, 3 heads", 12, 3, True, B=2, Lq=5),
         case("cross-attention, key != value, 4 heads", 12, 4, True, B=2, Lq=3, Lk=6,
@@ -394,10 +253,117 @@ def mha_cases(seed: int) -> list[ModuleCase]:
              mask=shared, self_attention=False, tags={"mask", "cross"}),
         case("self-attention with a (B, 1, 1, Lk) padding mask, 3 heads", 12, 3, True, B=2, Lq=6,
              mask=padding, tags={"mask"}),
+        case("cross-attention with a (B, Lq, Lk) mask, B = 2, 2 heads", 8, 2, True, B=2, Lq=3, Lk=4,
+             mask=per_sequence_2, self_attention=False, tags={"mask", "mask3d", "cross"}),
+        case("cross-attention with a (B, Lq, Lk) mask, B = 3, 2 heads", 10, 2, True, B=3, Lq=3, Lk=5,
+             mask=per_sequence_3, self_attention=False, tags={"mask", "mask3d", "cross"}),
         case("one head", 8, 1, True, B=2, Lq=3, tags={"h1"}),
         case("d_model=32, 8 heads", 32, 8, True, B=1, Lq=5, Lk=4, self_attention=False,
              tags={"cross"}),
     ]
+
+
+# The known mistakes: each the package's module with one step of forward()
+# written the wrong way, spelled out.
+
+#: A learner who makes one of the mistakes below often also passes a (B, Lq, Lk)
+#: mask straight (the next mistake); ignoring those cases names the first one.
+ONE_MISTAKE_AT_A_TIME = frozenset({"mask3d"})
+
+
+class _Steps(mh.MultiHeadAttention):
+    """The package's module, with its steps as methods the mistakes reuse."""
+
+    def heads(self, query, key, value):
+        H = self.n_heads
+        return (split_heads(self.q_proj(query), H),  # (B, H, Lq, d_head)
+                split_heads(self.k_proj(key), H),  # (B, H, Lk, d_head)
+                split_heads(self.v_proj(value), H))  # (B, H, Lk, d_head)
+
+    @staticmethod
+    def head_mask(mask):
+        return None if mask is None else mh._head_mask(mask)  # (B|1, H|1, Lq, Lk)
+
+
+class _ScaleByDModel(_Steps):
+    def forward(self, query, key, value, mask=None):
+        q, k, v = self.heads(query, key, value)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_model)  # sqrt(d_model), not sqrt(d_head)
+        m = self.head_mask(mask)
+        if m is not None:
+            scores = scores.masked_fill(~m, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        return self.out_proj(combine_heads(weights @ v)), weights
+
+
+class _NoOutputProjection(_Steps):
+    def forward(self, query, key, value, mask=None):
+        q, k, v = self.heads(query, key, value)
+        out, weights = scaled_dot_product_attention(q, k, v, self.head_mask(mask))
+        return combine_heads(out), weights  # out_proj never applied
+
+
+class _HeadsMixedAcrossPositions(_Steps):
+    def forward(self, query, key, value, mask=None):
+        B, Lq, d_model = query.shape
+        Lk, H = key.shape[1], self.n_heads
+        q = self.q_proj(query).reshape(B, H, Lq, d_model // H)  # reshape without transpose
+        k = self.k_proj(key).reshape(B, H, Lk, d_model // H)
+        v = self.v_proj(value).reshape(B, H, Lk, d_model // H)
+        out, weights = scaled_dot_product_attention(q, k, v, self.head_mask(mask))
+        return self.out_proj(out.reshape(B, Lq, d_model)), weights  # and back, without transpose
+
+
+class _SplitWithoutTranspose(_Steps):
+    def forward(self, query, key, value, mask=None):
+        B, Lq, d_model = query.shape
+        Lk, H = key.shape[1], self.n_heads
+        q = self.q_proj(query).reshape(B, H, Lq, d_model // H)  # reshape without transpose
+        k = self.k_proj(key).reshape(B, H, Lk, d_model // H)
+        v = self.v_proj(value).reshape(B, H, Lk, d_model // H)
+        out, weights = scaled_dot_product_attention(q, k, v, self.head_mask(mask))
+        return self.out_proj(combine_heads(out)), weights
+
+
+class _CombineWithoutTranspose(_Steps):
+    def forward(self, query, key, value, mask=None):
+        q, k, v = self.heads(query, key, value)
+        out, weights = scaled_dot_product_attention(q, k, v, self.head_mask(mask))
+        return self.out_proj(out.reshape(query.shape)), weights  # (B, H, Lq, d_head) read as (B, Lq, d)
+
+
+class _MaskInverted(_Steps):
+    def forward(self, query, key, value, mask=None):
+        q, k, v = self.heads(query, key, value)
+        m = self.head_mask(mask)
+        out, weights = scaled_dot_product_attention(q, k, v, None if m is None else ~m)
+        return self.out_proj(combine_heads(out)), weights
+
+
+class _MaskNotPerSequence(_Steps):
+    def forward(self, query, key, value, mask=None):
+        q, k, v = self.heads(query, key, value)
+        out, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, Lq, Lk) lines up with H
+        return self.out_proj(combine_heads(out)), weights
+
+
+class _WeightsAveraged(_Steps):
+    def forward(self, query, key, value, mask=None):
+        q, k, v = self.heads(query, key, value)
+        out, weights = scaled_dot_product_attention(q, k, v, self.head_mask(mask))
+        return self.out_proj(combine_heads(out)), weights.mean(dim=1)  # (B, Lq, Lk)
+
+
+class _SingleHead(_Steps):
+    def forward(self, query, key, value, mask=None):
+        q, k, v = self.q_proj(query), self.k_proj(key), self.v_proj(value)  # (B, L, d_model), no heads
+        out, weights = scaled_dot_product_attention(q, k, v, mask)  # scaled by sqrt(d_model)
+        return self.out_proj(out), weights  # weights (B, Lq, Lk)
+
+
+class _ValueFromKey(_Steps):
+    def forward(self, query, key, value, mask=None):
+        return mh.MultiHeadAttention.forward(self, query, key, key, mask)
 
 
 register(
@@ -406,72 +372,100 @@ register(
         title="The multi-head attention module",
         target="MultiHeadAttention",
         chapter=CHAPTER,
-        reference=MultiHeadAttention,
+        reference=mh.MultiHeadAttention,
         make_cases=mha_cases,
-        call=build_and_run,
+        call=build_and_call,
+        outputs=("output", "weights"),
         points=4,
+        forbidden=("torch.nn.MultiheadAttention", "torch.nn.functional.multi_head_attention_forward"),
+        forbidden_reason="Build it from nn.Linear layers, your split_heads and combine_heads, "
+                         "and Chapter 1's attention.",
+        notes={
+            "exception": "The cases differ in d_model, the number of heads, the batch size, "
+                         "the lengths (self- and cross-attention), biases, and the mask's shape: "
+                         "(Lq, Lk), (B, Lq, Lk) or (B, 1, 1, Lk).",
+            "nondeterministic": "`F.dropout(x, p)` drops even in eval mode unless you pass "
+                                "`training=self.training`; an `nn.Dropout` layer follows the "
+                                "module's mode.",
+        },
         mistakes=[
             Mistake(
                 "scale-by-sqrt-d_model",
                 "You scale the scores by sqrt(d_model). Each head's dot products run over d_head "
-                "= d_model // n_heads dimensions, so divide by sqrt(d_head); sqrt(d_model) makes "
-                "every head's softmax too flat (section 2.4).",
-                _wrong(scale_by_d_model=True),
+                "= d_model // n_heads dimensions, so divide by sqrt(d_head); at initialisation, "
+                "sqrt(d_model) makes every head's softmax too flat (section 2.4).",
+                _ScaleByDModel,
+                ignore_tags=ONE_MISTAKE_AT_A_TIME,
             ),
             Mistake(
                 "no-output-projection",
                 "You never apply the output projection: after concatenating the heads, pass the "
                 "result through `self.out_proj` (W_O), which mixes what the heads found.",
-                _wrong(use_out_proj=False),
+                _NoOutputProjection,
+                ignore_tags=ONE_MISTAKE_AT_A_TIME,
             ),
             Mistake(
                 "heads-mixed-across-positions",
                 "Your heads mix positions: reshaping (B, L, d_model) straight to (B, H, L, d_head) "
                 "(and back) cuts the sequence, not the channels. Split with reshape to "
                 "(B, L, H, d_head) then transpose(1, 2): your split_heads / combine_heads.",
-                _wrong(split_without_transpose=True),
+                _HeadsMixedAcrossPositions,
+                ignore_tags=ONE_MISTAKE_AT_A_TIME,
             ),
             Mistake(
                 "split-without-transpose",
                 "Your heads mix positions: q, k and v are reshaped straight from (B, L, d_model) to "
                 "(B, H, L, d_head), which cuts the sequence, not the channels. Reshape to "
                 "(B, L, H, d_head), then transpose(1, 2): your split_heads.",
-                _wrong(split_only_without_transpose=True),
+                _SplitWithoutTranspose,
+                ignore_tags=ONE_MISTAKE_AT_A_TIME,
             ),
             Mistake(
                 "combine-without-transpose",
                 "The heads are split correctly, but concatenated without the transpose: "
                 "(B, H, L, d_head) reshaped straight to (B, L, d_model) mixes heads and positions. "
                 "Transpose to (B, L, H, d_head) first (combine_heads).",
-                _wrong(combine_without_transpose=True),
+                _CombineWithoutTranspose,
+                ignore_tags=ONE_MISTAKE_AT_A_TIME,
             ),
             Mistake(
                 "mask-inverted",
                 "Your mask polarity is inverted: in this course True means 'may attend' (as in "
                 "Chapter 1), so fill the scores with -inf where the mask is False (`~mask`). "
                 "nn.MultiheadAttention's masks are the opposite: do not copy that convention.",
-                _wrong(invert_mask=True),
+                _MaskInverted,
+                ignore_tags=ONE_MISTAKE_AT_A_TIME,
+            ),
+            Mistake(
+                "mask-not-per-sequence",
+                "Your module is right for (Lq, Lk) and (B, 1, 1, Lk) masks, but a (B, Lq, Lk) mask "
+                "(one per sequence) is passed to the 4-D scores (B, H, Lq, Lk) as it is, so its "
+                "batch axis lines up with the heads: wrong when B == H, an error otherwise. Add a "
+                "head axis first: `mask[:, None]` gives (B, 1, Lq, Lk).",
+                _MaskNotPerSequence,
             ),
             Mistake(
                 "weights-averaged-over-heads",
                 "Your output is right but you average the weights over the heads, as "
                 "nn.MultiheadAttention does by default. Return every head's weights, "
                 "(B, H, Lq, Lk).",
-                _wrong(average_weights=True),
+                _WeightsAveraged,
+                ignore_tags=ONE_MISTAKE_AT_A_TIME,
             ),
             Mistake(
                 "single-head",
                 "You never split into heads: one attention over all d_model channels is "
-                "single-head attention (scaled by sqrt(d_model)), and a (B, 1, 1, Lk) mask does not "
-                "fit its 3-D scores. Split q, k and v with split_heads, attend per head, and "
-                "return weights of shape (B, H, Lq, Lk).",
-                _wrong(single_head=True),
+                "single-head attention (scaled by sqrt(d_model)). Split q, k and v with "
+                "split_heads, attend per head, and return weights of shape (B, H, Lq, Lk).",
+                _SingleHead,
+                ignore_tags=frozenset({"mask"}),  # what a mask does to 3-D scores depends on the spelling
             ),
             Mistake(
                 "value-from-key",
                 "Your values come from `key`: it only looks right in self-attention, where key "
                 "and value are the same tensor. Project `value` with v_proj.",
-                _wrong(value_from_key=True),
+                _ValueFromKey,
+                ignore_tags=ONE_MISTAKE_AT_A_TIME,
             ),
         ],
         hints=[
@@ -482,8 +476,9 @@ register(
             "d_head), combine the heads, apply out_proj.",
             "Return `(output, weights)`: output (B, Lq, d_model), weights (B, H, Lq, Lk), one map "
             "per head.",
-            "The mask (True = may attend) broadcasts over the heads as it is: pass it straight "
-            "to scaled_dot_product_attention.",
+            "The scores are (B, H, Lq, Lk). An (Lq, Lk) or (B, 1, 1, Lk) mask broadcasts to them "
+            "as it is; a (B, Lq, Lk) mask (one per sequence) would line its batch axis up with "
+            "the heads: give it a head axis first, `mask[:, None]`.",
         ],
     )
 )

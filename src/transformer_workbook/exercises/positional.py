@@ -25,7 +25,9 @@ import math
 import torch
 
 from .. import positional as ref
-from .core import Case, Exercise, Mistake, Tolerance, register
+from .api import register
+from .core import Case
+from .judging import Exercise, Mistake, Tolerance
 
 CHAPTER = "03_positional_encoding"
 
@@ -35,7 +37,7 @@ TOLERANCE = Tolerance(rtol=1e-4, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------
-# A sinusoidal table with switches, one per known mistake
+# Building blocks of the known mistakes: the paper's table, one piece swappable
 # ---------------------------------------------------------------------------
 
 
@@ -44,48 +46,75 @@ def _pair_exponent(k: torch.Tensor, d: int) -> torch.Tensor:
     return 2 * k / d
 
 
-def _table(
-    seq_len: int,
-    d_model: int,
-    *,
-    sin_exp=_pair_exponent,
-    cos_exp=_pair_exponent,
-    base: float = 10000.0,
-    start: int = 0,
-    swap: bool = False,
-    concat: bool = False,
-    odd_fails: bool = False,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """A sinusoidal table, float64 inside, with the switches the mistakes need.
+def _angles(seq_len: int, d_model: int, exponent, *, base: float = 10000.0, start: int = 0):
+    """``(L, ceil(d/2))`` sine angles and ``(L, floor(d/2))`` cosine angles, float64.
 
-    ``sin_exp(k, d)`` and ``cos_exp(k, d)`` give the exponent ``e`` of pair
-    ``k``'s frequency ``base ** -e`` for its sine column (2k) and its cosine
-    column (2k + 1).
+    ``exponent`` is ``(sin_exp, cos_exp)``: the exponent ``e`` of pair ``k``'s
+    frequency ``base ** -e`` for its sine column (2k) and its cosine column (2k + 1).
     """
-    if odd_fails and d_model % 2:
-        raise RuntimeError("shape mismatch: the cosine columns are one fewer than the frequencies")
-    n_sin, n_cos = (d_model + 1) // 2, d_model // 2
+    sin_exp, cos_exp = exponent
     pos = torch.arange(start, start + seq_len, dtype=torch.float64)[:, None]  # (L, 1)
-    k_sin = torch.arange(n_sin, dtype=torch.float64)  # (ceil(d/2),)
-    k_cos = torch.arange(n_cos, dtype=torch.float64)  # (floor(d/2),)
-    f_even, f_odd = (torch.cos, torch.sin) if swap else (torch.sin, torch.cos)
-    even = f_even(pos * base ** -sin_exp(k_sin, d_model))  # (L, ceil(d/2))
-    odd = f_odd(pos * base ** -cos_exp(k_cos, d_model))  # (L, floor(d/2))
-    if concat:
-        pe = torch.cat([even, odd], dim=-1)  # (L, d): all sines, then all cosines
-    else:
-        pe = torch.zeros(seq_len, d_model, dtype=torch.float64)  # (L, d)
-        pe[:, 0::2] = even
-        pe[:, 1::2] = odd
-    return pe.to(dtype)
+    k_sin = torch.arange((d_model + 1) // 2, dtype=torch.float64)  # (ceil(d/2),)
+    k_cos = torch.arange(d_model // 2, dtype=torch.float64)  # (floor(d/2),)
+    return pos * base ** -sin_exp(k_sin, d_model), pos * base ** -cos_exp(k_cos, d_model)
 
 
-def _mk(**switches):
+def _interleave(even: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
+    """Columns 0, 2, 4, ... from ``even`` and 1, 3, 5, ... from ``odd``, as float32."""
+    pe = torch.zeros(even.shape[0], even.shape[1] + odd.shape[1], dtype=torch.float64)  # (L, d)
+    pe[:, 0::2] = even
+    pe[:, 1::2] = odd
+    return pe.float()
+
+
+PAPER = (_pair_exponent, _pair_exponent)
+
+
+def _with_exponents(sin_exp, cos_exp):
+    """The table with other exponents for the sine and the cosine columns."""
+
     def wrong(seq_len, d_model):
-        return _table(seq_len, d_model, **switches)
+        a_sin, a_cos = _angles(seq_len, d_model, (sin_exp, cos_exp))
+        return _interleave(a_sin.sin(), a_cos.cos())
 
     return wrong
+
+
+def _base_1000(seq_len, d_model):
+    a_sin, a_cos = _angles(seq_len, d_model, PAPER, base=1000.0)
+    return _interleave(a_sin.sin(), a_cos.cos())
+
+
+def _sin_cos_swapped(seq_len, d_model):
+    a_sin, a_cos = _angles(seq_len, d_model, PAPER)
+    return _interleave(a_sin.cos(), a_cos.sin())
+
+
+def _concatenated(seq_len, d_model):
+    a_sin, a_cos = _angles(seq_len, d_model, PAPER)
+    return torch.cat([a_sin.sin(), a_cos.cos()], dim=-1).float()  # all sines, then all cosines
+
+
+def _cat_sin_cos(seq_len, d_model):
+    """The common `torch.cat([sin, cos], -1)` table: halves, and d_model + 1 columns when odd."""
+    pos = torch.arange(seq_len, dtype=torch.float64)[:, None]  # (L, 1)
+    angles = pos / 10000.0 ** (torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (L, ceil(d/2))
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).float()  # (L, 2 * ceil(d/2))
+
+
+def _positions_from_one(seq_len, d_model):
+    a_sin, a_cos = _angles(seq_len, d_model, PAPER, start=1)
+    return _interleave(a_sin.sin(), a_cos.cos())
+
+
+def _odd_d_model_fails(seq_len, d_model):
+    if d_model % 2:
+        raise RuntimeError("shape mismatch: the cosine columns are one fewer than the frequencies")
+    return ref.sinusoidal_encoding(seq_len, d_model)
+
+
+def _float64(seq_len, d_model):
+    return ref.sinusoidal_encoding(seq_len, d_model).double()
 
 
 def _doubled(k, d):  # i steps by 2 and the exponent still says 2 * i: 2 * (2k) / d
@@ -145,7 +174,7 @@ _VALUE_MISTAKES = [
         "2i/d_model where i counts *pairs* (0, 1, 2, ...). If your loop is `for i in range(0, "
         "d_model, 2)`, then i is already 2 x the pair index, and `10000 ** (2 * i / d_model)` "
         "doubles it again: write `10000 ** (i / d_model)` (or loop over pairs).",
-        _mk(sin_exp=_doubled, cos_exp=_doubled),
+        _with_exponents(_doubled, _doubled),
     ),
     Mistake(
         "published-loop",
@@ -155,7 +184,7 @@ _VALUE_MISTAKES = [
         "column). Two bugs: i already steps by 2, so `2 * i` doubles the exponent; and a sine "
         "and its cosine share one frequency, so the cosine must not use i + 1. Both lines "
         "should use `10000 ** (i / d_model)`.",
-        _mk(sin_exp=_doubled, cos_exp=_next_pair_after_doubling),
+        _with_exponents(_doubled, _next_pair_after_doubling),
     ),
     Mistake(
         "exponent-per-column",
@@ -163,46 +192,46 @@ _VALUE_MISTAKES = [
         "d_model. The exponent is indexed per *pair*: column 2i (sine) and column 2i + 1 "
         "(cosine) share the frequency 1 / 10000^(2i/d_model). Use `col - col % 2` (or "
         "`2 * (col // 2)`), not `col`.",
-        _mk(cos_exp=_per_column),
+        _with_exponents(_pair_exponent, _per_column),
     ),
     Mistake(
         "cos-next-frequency",
         "Your sines are right, but each cosine uses the next pair's frequency, "
         "1 / 10000^(2(i+1)/d_model). A sine and its cosine share one frequency: "
         "PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)), the same i as the sine.",
-        _mk(cos_exp=_next_pair),
+        _with_exponents(_pair_exponent, _next_pair),
     ),
     Mistake(
         "exponent-not-doubled",
         "Your exponent is i/d_model where i is the pair index (0, 1, 2, ...), so your "
         "frequencies fall off half as fast as the paper's. The exponent is 2i/d_model: with "
         "`torch.arange(0, d_model, 2)` you get 2i directly.",
-        _mk(sin_exp=_not_doubled, cos_exp=_not_doubled),
+        _with_exponents(_not_doubled, _not_doubled),
     ),
     Mistake(
         "base-1000",
         "Your table uses base 1000; the paper uses 10000: the frequencies are "
         "1 / 10000^(2i/d_model). (A published implementation had this typo.)",
-        _mk(base=1000.0),
+        _base_1000,
     ),
     Mistake(
         "sin-cos-swapped",
         "Sine and cosine are swapped: the even columns (0, 2, 4, ...) hold sin and the odd "
         "columns hold cos. Row 0 (position 0) should read [0, 1, 0, 1, ...].",
-        _mk(swap=True),
+        _sin_cos_swapped,
     ),
     Mistake(
         "concatenated-halves",
         "You put all the sines first and all the cosines after them (torch.cat). The paper "
         "interleaves them: column 2i is the sine and column 2i + 1 the cosine of pair i. "
         "Assign `pe[:, 0::2] = ...` and `pe[:, 1::2] = ...` (or stack and flatten).",
-        _mk(concat=True),
+        _concatenated,
     ),
     Mistake(
         "positions-from-one",
         "Your positions start at 1; the first position is 0 (`torch.arange(seq_len)`), so "
         "row 0 reads [0, 1, 0, 1, ...] (sin 0 = 0, cos 0 = 1).",
-        _mk(start=1),
+        _positions_from_one,
     ),
 ]
 
@@ -221,13 +250,22 @@ def _with_odd_failure(m: Mistake) -> Mistake:
 
 SINUSOIDAL_MISTAKES = [
     *_VALUE_MISTAKES,
+    # The common vectorised spelling: its odd-d_model table has one column too many.
+    Mistake(
+        "concatenated-halves",
+        "You put all the sines first and all the cosines after them (`torch.cat([sin, cos], "
+        "-1)`). The paper interleaves them: column 2i is the sine and column 2i + 1 the cosine "
+        "of pair i. Assign `pe[:, 0::2] = ...` and `pe[:, 1::2] = ...`. For odd d_model this "
+        "version also gives one column too many: the last sine has no cosine partner.",
+        _cat_sin_cos,
+    ),
     Mistake(
         "odd-d_model-fails",
         "Right for even d_model, but your function fails when d_model is odd. Then the last "
         "column is a sine with no cosine partner: there are ceil(d_model/2) sine columns and "
         "floor(d_model/2) cosine columns, so use `angles[:, : d_model // 2]` for the cosines. "
         "(The `div_term` version of the PyTorch tutorial has this problem too.)",
-        _mk(odd_fails=True),
+        _odd_d_model_fails,
     ),
     Mistake(
         "float64",
@@ -235,7 +273,7 @@ SINUSOIDAL_MISTAKES = [
         "(build it with torch.zeros(seq_len, d_model) and float32 positions, or call "
         "`.float()` at the end): adding a float64 table to float32 embeddings would silently "
         "turn the whole model into float64.",
-        _mk(dtype=torch.float64),
+        _float64,
     ),
     *[_with_odd_failure(m) for m in _VALUE_MISTAKES],
 ]
@@ -251,6 +289,9 @@ register(
         make_cases=sinusoidal_cases,
         points=3,
         tolerance=TOLERANCE,
+        forbidden=("transformer_workbook.positional.PositionalEncoding",),
+        forbidden_reason="Build the table yourself.",
+        notes={"exception": "The cases differ in seq_len and d_model (odd, tiny, a single position)."},
         mistakes=SINUSOIDAL_MISTAKES,
         hints=[
             "Build the angles as a (seq_len, n_pairs) table: positions (seq_len, 1) times one "
@@ -303,13 +344,6 @@ def spot_the_bug_cases(seed: int) -> list[Case]:
     return [Case(f"max_len={n}, d_model={d}", (n, d)) for n, d in sizes]
 
 
-def _loop(sin_exp, cos_exp):
-    def wrong(max_len, d_model):
-        return _table(max_len, d_model, sin_exp=sin_exp, cos_exp=cos_exp)
-
-    return wrong
-
-
 register(
     Exercise(
         id="positional.spot_the_bug",
@@ -326,34 +360,34 @@ register(
                 "This still behaves exactly like the published loop: both exponents are still "
                 "off. What values does i take in `range(0, d_model, 2)`, and what does the paper "
                 "call 2i?",
-                _loop(_doubled, _next_pair_after_doubling),
+                _with_exponents(_doubled, _next_pair_after_doubling),
             ),
             Mistake(
                 "cos-still-next-pair",
                 "The sine line is fixed; the cosine line still uses `2 * (i + 1)`. A sine and its "
                 "cosine share one frequency: column i + 1 uses the same exponent as column i, "
                 "`i / d_model`.",
-                _loop(_pair_exponent, _next_pair_after_doubling),
+                _with_exponents(_pair_exponent, _next_pair_after_doubling),
             ),
             Mistake(
                 "cos-per-column",
                 "Almost: the sine line is right, but the cosine uses `(i + 1) / d_model`, its own "
                 "column index. Column i + 1 is the cosine of the *same* pair as column i, so it "
                 "uses the same exponent, `i / d_model`.",
-                _loop(_pair_exponent, _per_column),
+                _with_exponents(_pair_exponent, _per_column),
             ),
             Mistake(
                 "both-doubled",
                 "Both lines now use the same frequency (good: that was one bug), but `2 * i` "
                 "still doubles the exponent. i steps by 2, so it already is the paper's 2i: the "
                 "exponent is `i / d_model`.",
-                _loop(_doubled, _doubled),
+                _with_exponents(_doubled, _doubled),
             ),
             Mistake(
                 "sin-still-doubled",
                 "The cosine line is fixed; the sine line still has `2 * i`. i already steps by "
                 "2 (it is the paper's 2i), so the exponent is `i / d_model`.",
-                _loop(_doubled, _pair_exponent),
+                _with_exponents(_doubled, _pair_exponent),
             ),
         ],
         hints=[

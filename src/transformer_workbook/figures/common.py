@@ -1,12 +1,24 @@
-"""Shared matplotlib helpers for the chapters' figures.
+"""Drawing helpers shared by every chapter's figures.
 
 Every function takes an optional ``ax`` (it draws into a new figure when
 ``ax`` is None) and returns what it drew on (the Axes, or the Figure for a
 grid), so the same function serves a static figure, a small-multiples grid and
-an ipywidgets callback. Nothing here needs ipywidgets, and nothing calls
+an explorer's frame. Nothing here needs ipywidgets, and nothing calls
 ``plt.show()``: the notebook cell or the widget callback does.
 
-Organised by chapter: a later chapter appends its own section at the end.
+Chapter-specific drawings live in the chapter's own module of this package
+(``figures/attention.py`` for Chapter 1, ...), not here.
+
+Sizes: figures are saved at :data:`DPI` and an image at most :data:`COLUMN_PX`
+pixels wide is shown at the size it is drawn in the book's content column
+(sphinx-book-theme, measured in the built book: 688 px with a 1280 px wide
+window, 757 px at 1366, 790 px from 1440 on; the narrowest desktop layout,
+exactly 1200 px, has 624 px, where it is shown at 92%). Wider images are scaled
+down, and their text with them. The inline backend saves a figure with 0.1 in
+of padding on each side (``bbox_inches="tight"``), so a figure at most
+:data:`COLUMN_IN` inches wide gives at most :data:`COLUMN_PX` pixels. At this
+size a 10 pt label is 14 px on the page, and the smallest text the figures use,
+8 pt, is 11 px.
 """
 
 from __future__ import annotations
@@ -20,37 +32,61 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .attention import attention_entropy
+from ..attention import attention_entropy
 
 __all__ = [
-    "attention_heatmap",
+    "COLUMN_IN",
+    "COLUMN_PX",
+    "DPI",
     "attention_distribution",
+    "attention_heatmap",
     "entropy_of",
+    "overflow_px",
     "small_multiples",
 ]
 
+#: The widest image the book shows unscaled, in pixels (its column is 688 px at a 1280 px window).
+COLUMN_PX = 680
+#: Resolution of the stored figures (matplotlib's and the inline backend's default).
+DPI = 100
+#: The widest figure, in inches, whose saved image (with the inline backend's padding) fits COLUMN_PX.
+COLUMN_IN = 6.6
 
-def _as_tensor(x: Any) -> torch.Tensor:
+
+def as_tensor(x: Any) -> torch.Tensor:
     """A detached float64 CPU tensor (accepts tensors, NumPy arrays, lists)."""
     if isinstance(x, torch.Tensor):
         return x.detach().to("cpu", torch.float64)
     return torch.as_tensor(x, dtype=torch.float64)
 
 
-def _new_ax(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+def new_ax(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+    """``ax``, or the Axes of a new figure of ``figsize`` inches when ``ax`` is None."""
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
     return ax
 
 
-# ---------------------------------------------------------------------------
-# Chapter 1: attention
-# ---------------------------------------------------------------------------
+def overflow_px(fig: Figure) -> float:
+    """How many pixels the drawn content sticks out of ``fig`` (0 when nothing is cut off).
+
+    Saved at its own size (as an explorer's frames are), anything beyond the
+    figure's edge is lost; the inline backend instead widens the image
+    (``bbox_inches="tight"``), which the book then scales down.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    content = fig.get_tightbbox(canvas.get_renderer())  # inches
+    page = fig.bbox_inches
+    beyond = max(page.x0 - content.x0, page.y0 - content.y0, content.x1 - page.x1, content.y1 - page.y1)
+    return max(0.0, beyond * fig.dpi)
 
 
 def entropy_of(weights_row: Any) -> float:
     """Shannon entropy (nats) of one attention distribution; zero weights count 0."""
-    return float(attention_entropy(_as_tensor(weights_row).flatten()))
+    return float(attention_entropy(as_tensor(weights_row).flatten()))
 
 
 def attention_heatmap(
@@ -88,13 +124,13 @@ def attention_heatmap(
     Returns:
         The Axes.
     """
-    w = _as_tensor(weights)
+    w = as_tensor(weights)
     while w.dim() > 2 and w.size(0) == 1:
         w = w[0]
     if w.dim() != 2:
         raise ValueError(f"attention_heatmap expects a (Lq, Lk) matrix, got shape {tuple(w.shape)}")
     n_q, n_k = w.shape
-    ax = _new_ax(ax, (0.6 * n_k + 2.2, 0.5 * n_q + 1.2))
+    ax = new_ax(ax, (0.6 * n_k + 2.2, 0.5 * n_q + 1.2))
     image = ax.imshow(w.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     ax.set_xticks(range(n_k))
     ax.set_yticks(range(n_q))
@@ -119,7 +155,7 @@ def attention_heatmap(
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     return ax
 
 
@@ -149,9 +185,9 @@ def attention_distribution(
     Returns:
         The Axes (one bar patch per key).
     """
-    w = _as_tensor(weights_row).flatten()
+    w = as_tensor(weights_row).flatten()
     n = w.numel()
-    ax = _new_ax(ax, (max(3.0, 0.45 * n + 1.5), 2.6))
+    ax = new_ax(ax, (max(3.0, 0.45 * n + 1.5), 2.6))
     positions = list(range(n))
     bars = ax.bar(positions, w.numpy(), color=color, alpha=0.55)
     if n:
@@ -183,20 +219,26 @@ def small_multiples(
     row_label: Callable[[Any], str] | str | None = None,
     col_label: Callable[[Any], str] | str | None = None,
     panel_size: tuple[float, float] = (2.3, 1.9),
+    width: float | None = None,
     suptitle: str | None = None,
     sharey: bool = True,
 ) -> Figure:
     """Draw ``draw_fn(ax, row_value, col_value)`` on a ``len(rows) x len(cols)`` grid.
 
-    The static twin of a widget: pass the same drawing function the widget's
-    callback uses, and a grid of the slider values worth seeing.
+    The static twin of an explorer: pass the same drawing function the
+    explorer uses, and a grid of the slider values worth seeing. The figure is
+    at most ``width`` inches wide (default :data:`COLUMN_IN`, the book's
+    column), so it is shown at the size it is drawn: the panels narrow to fit.
 
     Args:
         draw_fn: called once per panel as ``draw_fn(ax, row_value, col_value)``.
         rows, cols: parameter values for the grid's rows and columns.
         row_label, col_label: format string (``"T = {}"``) or function giving the
-            label written left of each row / above each column; None for none.
-        panel_size: (width, height) of one panel in inches.
+            label written left of each row (left of its y label) / above each column
+            (above its title); None for none.
+        panel_size: (width, height) of one panel in inches; the width shrinks
+            when the grid would be wider than ``width``.
+        width: the widest the figure may be, in inches (default: the book's column).
         suptitle: title of the whole figure.
         sharey: share the y-axis across panels.
 
@@ -206,8 +248,9 @@ def small_multiples(
     n_r, n_c = len(rows), len(cols)
     if n_r == 0 or n_c == 0:
         raise ValueError("small_multiples needs at least one row value and one column value")
+    fig_w = min(panel_size[0] * n_c + 0.6, COLUMN_IN if width is None else width)
     fig, axes = plt.subplots(
-        n_r, n_c, figsize=(panel_size[0] * n_c + 0.6, panel_size[1] * n_r + 0.6),
+        n_r, n_c, figsize=(fig_w, panel_size[1] * n_r + 0.6),
         sharey=sharey, squeeze=False, layout="constrained",
     )
 
@@ -221,135 +264,21 @@ def small_multiples(
             draw_fn(axes[i][j], r, c)
             if sharey and j > 0:
                 axes[i][j].set_ylabel("")  # the first column's label serves the row
+    # Labels placed relative to the title / y label they sit beside, so they never
+    # overlap tick labels; constrained layout makes room for them.
     for j, c in enumerate(cols):
         text = fmt(col_label, c)
         if text:
-            axes[0][j].annotate(text, xy=(0.5, 1.0), xycoords="axes fraction",
-                                xytext=(0, 24), textcoords="offset points",
+            axes[0][j].annotate(text, xy=(0.5, 1.0), xycoords=axes[0][j].title,
+                                xytext=(0, 3), textcoords="offset points",
                                 ha="center", va="bottom", fontsize=10, fontweight="bold")
     for i, r in enumerate(rows):
         text = fmt(row_label, r)
         if text:
-            axes[i][0].annotate(text, xy=(0.0, 0.5), xycoords="axes fraction",
-                                xytext=(-40, 0), textcoords="offset points",
+            axes[i][0].annotate(text, xy=(0.0, 0.5), xycoords=axes[i][0].yaxis.label,
+                                xytext=(-3, 0), textcoords="offset points",
                                 ha="right", va="center", rotation=90,
                                 fontsize=10, fontweight="bold")
     if suptitle:
         fig.suptitle(suptitle)
     return fig
-
-
-# ---------------------------------------------------------------------------
-# --- Chapter 3: positional encoding
-# ---------------------------------------------------------------------------
-
-__all__ += [
-    "positional_heatmap",
-    "positional_encoding_row",
-    "positional_encoding_column",
-    "positional_similarity",
-]
-
-
-def positional_heatmap(
-    pe: Any,
-    ax: Axes | None = None,
-    title: str | None = None,
-    *,
-    colorbar: bool = True,
-    cmap: str = "RdBu_r",
-    vmin: float | None = -1.0,
-    vmax: float | None = 1.0,
-    xlabel: str = "dimension",
-    ylabel: str = "position",
-) -> Axes:
-    """Draw a ``(seq_len, d_model)`` positional-encoding table: one row per position.
-
-    Args:
-        pe: ``(seq_len, d_model)`` tensor or array.
-        ax: Axes to draw into; a new figure when None.
-        title: optional title.
-        colorbar: add a colour bar.
-        cmap: a diverging colour map (values are in [-1, 1] for the sinusoidal table).
-        vmin, vmax: colour range; None for the data's own range (e.g. learned embeddings).
-        xlabel, ylabel: axis labels.
-
-    Returns:
-        The Axes.
-    """
-    table = _as_tensor(pe)
-    if table.dim() != 2:
-        raise ValueError(f"positional_heatmap expects a (seq_len, d_model) table, got {tuple(table.shape)}")
-    ax = _new_ax(ax, (6.0, 3.6))
-    image = ax.imshow(table.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
-                      interpolation="nearest")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if colorbar:
-        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return ax
-
-
-def positional_encoding_row(
-    pe: Any, position: int, ax: Axes | None = None, title: str | None = None, *, dim: int | None = None
-) -> Axes:
-    """Bar chart of one position's encoding ``pe[position]`` over the dimensions.
-
-    Even dimensions (sines) are drawn in one colour and odd ones (cosines) in
-    another; ``dim``, if given, is outlined.
-    """
-    table = _as_tensor(pe)
-    row = table[position]  # (d_model,)
-    d = row.numel()
-    ax = _new_ax(ax, (4.0, 2.6))
-    colors = ["C0" if j % 2 == 0 else "C1" for j in range(d)]
-    bars = ax.bar(range(d), row.numpy(), color=colors, width=0.9)
-    if dim is not None and 0 <= dim < d:
-        bars[dim].set_edgecolor("black")
-        bars[dim].set_linewidth(1.5)
-    ax.set_ylim(-1.1, 1.1)
-    ax.set_xlabel("dimension (blue: sin, orange: cos)")
-    ax.set_ylabel("PE")
-    ax.set_title(title or f"encoding of position {position}", fontsize=9)
-    return ax
-
-
-def positional_encoding_column(
-    pe: Any, dim: int, ax: Axes | None = None, title: str | None = None, *, position: int | None = None
-) -> Axes:
-    """One dimension across positions, ``pe[:, dim]``: a wave; ``position``, if given, is marked."""
-    table = _as_tensor(pe)
-    col = table[:, dim]  # (seq_len,)
-    ax = _new_ax(ax, (4.0, 2.6))
-    ax.plot(range(col.numel()), col.numpy(), color="C0" if dim % 2 == 0 else "C1", lw=1.2)
-    if position is not None and 0 <= position < col.numel():
-        ax.plot([position], [float(col[position])], "ko", ms=4)
-    ax.set_ylim(-1.1, 1.1)
-    ax.set_xlabel("position")
-    ax.set_ylabel("PE")
-    if title is None:
-        d_model = table.shape[1]
-        wavelength = 2 * math.pi * 10000 ** (2 * (dim // 2) / d_model)
-        kind = "sin" if dim % 2 == 0 else "cos"
-        title = f"dimension {dim} ({kind}), wavelength {wavelength:.3g}"
-    ax.set_title(title, fontsize=9)
-    return ax
-
-
-def positional_similarity(
-    pe: Any, position: int, ax: Axes | None = None, title: str | None = None
-) -> Axes:
-    """Cosine similarity of position ``position``'s encoding with every position's."""
-    table = _as_tensor(pe)
-    norms = table.norm(dim=-1).clamp_min(1e-12)  # (seq_len,)
-    sim = table @ table[position] / (norms * norms[position])  # (seq_len,)
-    ax = _new_ax(ax, (4.0, 2.6))
-    ax.plot(range(sim.numel()), sim.numpy(), color="C2", lw=1.2)
-    ax.axvline(position, color="k", lw=0.8, ls="--")
-    ax.set_ylim(-0.3, 1.05)
-    ax.set_xlabel("other position")
-    ax.set_ylabel("cosine similarity")
-    ax.set_title(title or f"similarity of position {position} to all", fontsize=9)
-    return ax
