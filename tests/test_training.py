@@ -177,6 +177,29 @@ def test_training_is_deterministic():
         assert torch.equal(a, b)
 
 
+def test_average_last_is_the_mean_of_the_last_steps_parameters():
+    tok = date_tokenizer()
+    pairs = date_splits(n_train=200, n_validation=1, n_test=1, seed=0).train
+    snapshots = []
+
+    def snapshot(m):
+        snapshots.append([p.detach().clone() for p in m.parameters()])
+        return {}
+
+    cfg = T.TrainConfig(steps=8, d_model=32, warmup=4)
+    stream = _date_stream(pairs, tok, 16)
+    T.train(tiny_seq2seq(tok), stream, cfg, evaluate=snapshot, eval_every=1, progress=False)
+    averaged = tiny_seq2seq(tok)
+    cfg_avg = T.TrainConfig(steps=8, d_model=32, warmup=4, average_last=3)
+    T.train(averaged, _date_stream(pairs, tok, 16), cfg_avg, progress=False)
+    for i, p in enumerate(averaged.parameters()):
+        expected = torch.stack([snap[i] for snap in snapshots[-3:]]).mean(0)
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(list(averaged.parameters())[0], snapshots[-1][0])
+    with pytest.raises(ValueError, match="average_last"):
+        T.train(averaged, [], T.TrainConfig(steps=2, d_model=32, average_last=3), progress=False)
+
+
 def test_gradient_clipping_bounds_the_update():
     tok = date_tokenizer()
     pairs = date_splits(n_train=64, n_validation=1, n_test=1, seed=0).train

@@ -201,6 +201,11 @@ class TrainConfig:
         weight_decay, betas, eps: AdamW's (the paper: Adam, betas (0.9, 0.98), eps 1e-9).
         seed: seeds PyTorch's generator before the first step (dropout masks).
         pad_id: the padding id of the targets.
+        average_last: when set, the trained model's parameters are the uniform
+            average of its parameters after each of the last ``average_last``
+            steps (the continuous version of the paper's averaging of its last
+            checkpoints, section 6.1): it smooths out the noise of the last
+            updates. ``None``: the parameters after the last step.
     """
 
     steps: int
@@ -214,6 +219,7 @@ class TrainConfig:
     eps: float = 1e-9
     seed: int = 0
     pad_id: int = 0
+    average_last: int | None = None
 
 
 @dataclass
@@ -289,6 +295,11 @@ def train(
 
     start = time.perf_counter()
     it: Iterator = iter(batches)
+    if config.average_last is not None and not 1 <= config.average_last <= config.steps:
+        raise ValueError(f"average_last must be in 1..steps, got {config.average_last}")
+    first_averaged = config.steps - config.average_last + 1 if config.average_last else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    average: list[torch.Tensor] = []
     model.train()
     try:
         for step in range(1, config.steps + 1):
@@ -305,6 +316,17 @@ def train(
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
+            if first_averaged is not None and step >= first_averaged:
+                with torch.no_grad():
+                    if not average:
+                        average = [p.detach().clone() for p in params]
+                    else:  # running mean of the parameters after steps first_averaged..step
+                        n = step - first_averaged + 1
+                        for a, p in zip(average, params, strict=True):
+                            a.add_(p.detach() - a, alpha=1 / n)
+                    if step == config.steps:
+                        for a, p in zip(average, params, strict=True):
+                            p.copy_(a)
             with torch.no_grad():
                 keep = targets != config.pad_id  # (B, T)
                 correct = ((logits.argmax(-1) == targets) & keep).sum()
