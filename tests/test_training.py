@@ -303,3 +303,27 @@ def test_save_refuses_classes_outside_the_package(tmp_path):
 
 def test_default_device():
     assert T.default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---- recipes ------------------------------------------------------------------------
+
+
+def test_recipe_replace():
+    r = T.DATE_RECIPE.replace(steps=10, d_model=32, batch_size=8, n_train=100)
+    assert r.train["steps"] == 10 and r.model["d_model"] == 32
+    assert r.batch_size == 8 and r.data["n_train"] == 100
+    assert T.DATE_RECIPE.train["steps"] != 10  # the original is unchanged
+    with pytest.raises(KeyError):
+        T.DATE_RECIPE.replace(nope=1)
+
+
+def test_recipes_train_in_one_call():
+    small = dict(steps=4, d_model=16, n_heads=2, d_ff=32, batch_size=8, n_train=200, n_validation=20,
+                 n_test=20, average_last=2)  # fmt: skip
+    dates = T.train_date_model(T.DATE_RECIPE.replace(**small), progress=False, eval_every=2, device="cpu")
+    assert dates.history.steps == 4 and [s for s, _ in dates.history.evals] == [2, 4]
+    assert type(dates.model)(**dates.model_config).state_dict().keys() == dates.model.state_dict().keys()
+    assert len(dates.data.test) == 20 and dates.config.average_last == 2
+    lm = T.train_language_model(T.LM_RECIPE.replace(**small), progress=False, eval_every=4, device="cpu")
+    assert lm.history.steps == 4 and "val_perplexity" in lm.history.evals[0][1]
+    assert len(lm.data.train) == 200

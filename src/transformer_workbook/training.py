@@ -46,6 +46,12 @@ __all__ = [
     "perplexity",
     "save_model",
     "load_model",
+    "Recipe",
+    "DATE_RECIPE",
+    "LM_RECIPE",
+    "Trained",
+    "train_date_model",
+    "train_language_model",
 ]
 
 
@@ -479,3 +485,147 @@ def load_model(
     model.to(device).eval()
     tok = None if ckpt["tokenizer"] is None else CharTokenizer.from_dict(ckpt["tokenizer"])
     return model, tok, {"config": ckpt["config"], "extra": ckpt["extra"]}
+
+
+# ---------------------------------------------------------------------------
+# The chapters' recipes: tuned configurations, trained in one call
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A model shape, data sizes and a training configuration that are known to work.
+
+    Attributes:
+        model: keyword arguments of the model class (without the vocabulary sizes).
+        batch_size: examples per step.
+        train: keyword arguments of :class:`TrainConfig` (without ``d_model``, ``seed``).
+        data: keyword arguments of the data generator (sizes of the splits).
+    """
+
+    model: dict
+    batch_size: int
+    train: dict
+    data: dict
+
+    def replace(self, **changes) -> Recipe:
+        """A copy with some entries of ``model``, ``train``, ``data`` or ``batch_size`` changed."""
+        fields = {"model": dict(self.model), "train": dict(self.train), "data": dict(self.data),
+                  "batch_size": self.batch_size}  # fmt: skip
+        for key, value in changes.items():
+            if key == "batch_size":
+                fields["batch_size"] = value
+                continue
+            for part in ("model", "train", "data"):
+                if key in fields[part]:
+                    fields[part][key] = value
+                    break
+            else:
+                raise KeyError(f"{key!r} is not a setting of this recipe")
+        return Recipe(**fields)
+
+
+DATE_RECIPE = Recipe(
+    model=dict(d_model=64, n_heads=4, n_layers=2, d_ff=256, dropout=0.0, norm_first=True, max_len=64),
+    batch_size=64,
+    train=dict(steps=2400, warmup=200, lr_factor=2.0, label_smoothing=0.1, clip_norm=1.0, average_last=600),
+    data=dict(n_train=100_000, n_validation=1_000, n_test=2_000),
+)
+"""Chapter 8's date model and its training (see ``benchmarks/train_dates.py`` for measurements)."""
+
+LM_RECIPE = Recipe(
+    model=dict(d_model=64, n_heads=4, n_layers=2, d_ff=256, dropout=0.0, norm_first=True, max_len=256),
+    batch_size=64,
+    train=dict(steps=800, warmup=100, lr_factor=1.0, label_smoothing=0.0, clip_norm=1.0, average_last=None),
+    data=dict(n_train=100_000, n_validation=1_000, n_test=2_000),
+)
+"""Chapter 9's character-level language model (see ``benchmarks/train_lm.py``)."""
+
+
+@dataclass
+class Trained:
+    """What :func:`train_date_model` and :func:`train_language_model` return.
+
+    ``model_config`` rebuilds the model (``type(model)(**model_config)``, as
+    :func:`save_model` stores it); ``data`` is the
+    :class:`~transformer_workbook.data.DateSplits` or
+    :class:`~transformer_workbook.data.TextCorpus` it was trained on.
+    """
+
+    model: nn.Module
+    tokenizer: CharTokenizer
+    data: object
+    history: History
+    model_config: dict
+    config: TrainConfig
+
+
+def train_date_model(
+    recipe: Recipe = DATE_RECIPE,
+    seed: int = 0,
+    data_seed: int = 0,
+    progress: bool = True,
+    device: torch.device | str | None = None,
+    eval_every: int | None = None,
+) -> Trained:
+    """Chapter 8 in one call: generate the date task, build the model, train it.
+
+    ``data_seed`` draws the splits; ``seed`` the initialization, the order of
+    the batches and dropout. With ``eval_every``, the exact match on the
+    validation set is measured during training (it costs time, and changes
+    nothing else). Everything is counted in steps, so the result is the same
+    on a busy machine. Evaluate with :func:`exact_match` on ``data.test``.
+    """
+    from .data import batch_stream, date_splits, date_tokenizer
+    from .model import Transformer
+
+    device = default_device() if device is None else torch.device(device)
+    splits = date_splits(seed=data_seed, **recipe.data)
+    tok = date_tokenizer()
+    model_config = dict(src_vocab_size=len(tok), tgt_vocab_size=len(tok), **recipe.model)
+    torch.manual_seed(seed)
+    model = Transformer(**model_config).to(device)
+    stream = batch_stream(
+        splits.train, recipe.batch_size, lambda b: collate_seq2seq(b, tok), seed=seed,
+        length=lambda pair: len(pair[0]),
+    )  # fmt: skip
+    config = TrainConfig(d_model=recipe.model["d_model"], seed=seed, pad_id=tok.pad_id, **recipe.train)
+    evaluate = None
+    if eval_every:
+        def evaluate(m):
+            return {"val_exact_match": exact_match(m, splits.validation, tok)[0]}
+    history = train(model, stream, config, evaluate, eval_every, progress, device)
+    return Trained(model, tok, splits, history, model_config, config)
+
+
+def train_language_model(
+    recipe: Recipe = LM_RECIPE,
+    seed: int = 0,
+    data_seed: int = 0,
+    progress: bool = True,
+    device: torch.device | str | None = None,
+    eval_every: int | None = None,
+) -> Trained:
+    """Chapter 9 in one call: generate the toy-English corpus, build a decoder-only model, train it.
+
+    Seeds and ``eval_every`` (validation perplexity) as in :func:`train_date_model`.
+    Evaluate with :func:`perplexity` on ``data.test``.
+    """
+    from .data import batch_stream, text_corpus, text_tokenizer
+    from .model import DecoderOnlyLM
+
+    device = default_device() if device is None else torch.device(device)
+    corpus = text_corpus(seed=data_seed, **recipe.data)
+    tok = text_tokenizer(corpus.grammar)
+    model_config = dict(vocab_size=len(tok), **recipe.model)
+    torch.manual_seed(seed)
+    model = DecoderOnlyLM(**model_config).to(device)
+    collate = lambda b: collate_lm(b, tok)  # noqa: E731
+    stream = batch_stream(corpus.train, recipe.batch_size, collate, seed=seed, length=len)
+    config = TrainConfig(d_model=recipe.model["d_model"], seed=seed, pad_id=tok.pad_id, **recipe.train)
+    evaluate = None
+    if eval_every:
+        def evaluate(m):
+            return {"val_perplexity": perplexity(m, corpus.validation, tok)}
+    history = train(model, stream, config, evaluate, eval_every, progress, device)
+    return Trained(model, tok, corpus, history, model_config, config)
