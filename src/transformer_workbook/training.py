@@ -528,7 +528,7 @@ class Recipe:
 DATE_RECIPE = Recipe(
     model=dict(d_model=64, n_heads=4, n_layers=2, d_ff=256, dropout=0.0, norm_first=True, max_len=64),
     batch_size=64,
-    train=dict(steps=2400, warmup=200, lr_factor=2.0, label_smoothing=0.1, clip_norm=1.0, average_last=600),
+    train=dict(steps=2400, warmup=200, lr_factor=1.5, label_smoothing=0.1, clip_norm=1.0, average_last=600),
     data=dict(n_train=100_000, n_validation=1_000, n_test=2_000),
 )
 """Chapter 8's date model and its training (see ``benchmarks/train_dates.py`` for measurements)."""
