@@ -536,7 +536,7 @@ DATE_RECIPE = Recipe(
 LM_RECIPE = Recipe(
     model=dict(d_model=64, n_heads=4, n_layers=2, d_ff=256, dropout=0.0, norm_first=True, max_len=256),
     batch_size=64,
-    train=dict(steps=800, warmup=100, lr_factor=1.0, label_smoothing=0.0, clip_norm=1.0, average_last=None),
+    train=dict(steps=1200, warmup=100, lr_factor=1.5, label_smoothing=0.0, clip_norm=1.0, average_last=300),
     data=dict(n_train=100_000, n_validation=1_000, n_test=2_000),
 )
 """Chapter 9's character-level language model (see ``benchmarks/train_lm.py``)."""
