@@ -49,6 +49,8 @@ __all__ = [
     "generate",
     "greedy",
     "record_attention",
+    "beam_search",
+    "sample",
 ]
 
 
@@ -344,3 +346,8 @@ def generate(
         return tokens
     finally:
         model.train(was_training)
+
+
+# Chapter 9's decoding strategies live in generation.py (with the logit filters);
+# the model's module offers them too, beside greedy decoding.
+from .generation import beam_search, sample  # noqa: E402
