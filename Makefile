@@ -14,6 +14,8 @@ SOLUTIONS := $(sort $(wildcard solutions/*.ipynb))
 EXERCISES := $(sort $(wildcard exercises/*.ipynb))
 # Notebooks run on the CPU, two threads, reproducibly.
 export OMP_NUM_THREADS ?= 2
+# Threads that sleep while they wait: spinning ones stall badly on a busy machine.
+export OMP_WAIT_POLICY ?= PASSIVE
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 .PHONY: help install test test-fast lint unit nbval colab nbval-here book lab notebooks links bench bench-grading test-latest clean

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformer_workbook.attention import scaled_dot_product_attention
+from transformer_workbook.masks import causal_mask, causal_mask_with_cache
 from transformer_workbook.multihead import (
+    KVCache,
     MultiHeadAttention,
     combine_heads,
     neighbour_task,
@@ -348,3 +350,47 @@ def test_two_heads_learn_both_neighbours_one_head_cannot():
         assert len(offset) == 1 and mean[h].amax(dim=-1).min() > 0.7
         offsets.append(offset.pop())
     assert sorted(offsets) == [-1, 1]
+
+
+# ---------------------------------------------------------------------------
+# The optional KV cache (added for Chapter 5's incremental decoding)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_self_attention_cache_one_position_at_a_time_equals_the_full_pass(need_weights):
+    m = MultiHeadAttention(D, H).eval()
+    x = torch.randn(B, LK, D)
+    full, full_w = m(x, x, x, mask=causal_mask(LK))
+    cache = KVCache()
+    outs = []
+    for t in range(LK):
+        new = x[:, t : t + 1]  # (B, 1, D): only the newest position
+        out, w = m(new, new, new, mask=causal_mask_with_cache(1, t), need_weights=need_weights, cache=cache)
+        outs.append(out)
+        assert len(cache) == t + 1 and cache.k.shape == (B, H, t + 1, D // H)
+        if need_weights:
+            torch.testing.assert_close(w[:, :, 0], full_w[:, :, t, : t + 1])
+    torch.testing.assert_close(torch.cat(outs, dim=1), full)
+
+
+def test_static_cache_projects_the_memory_once():
+    m = MultiHeadAttention(D, H).eval()
+    q, memory = torch.randn(B, 2, D), torch.randn(B, LK, D)
+    cache = KVCache(static=True)
+    first, _ = m(q, memory, memory, cache=cache)
+    torch.testing.assert_close(first, m(q, memory, memory)[0])
+    k = cache.k
+    ignored = torch.randn(B, LK, D)  # later calls reuse the cached keys and values
+    again, _ = m(q, ignored, ignored, cache=cache)
+    torch.testing.assert_close(again, first)
+    assert cache.k is k and len(cache) == LK
+
+
+def test_no_cache_is_the_old_behaviour():
+    m = MultiHeadAttention(D, H).eval()
+    q, kv = torch.randn(B, LQ, D), torch.randn(B, LK, D)
+    for need_weights in (True, False):
+        torch.testing.assert_close(
+            m(q, kv, kv, need_weights=need_weights, cache=None)[0], m(q, kv, kv, need_weights=need_weights)[0]
+        )

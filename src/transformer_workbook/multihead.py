@@ -15,6 +15,10 @@ blocked): :func:`to_torch_attn_mask` converts, explicitly.
 against several at the same parameter count: each position must report both
 its previous and its next token, two relations that one softmax cannot follow
 at once.
+
+:class:`KVCache` (used from Chapter 5 on) stores the keys and values an
+attention module has already computed, so that a decoder generating one token
+at a time projects only the new token.
 """
 
 from __future__ import annotations
@@ -24,11 +28,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import scaled_dot_product_attention
+from .masks import as_head_mask, to_torch_attn_mask
 
+# The name this helper had when it lived here; Chapter 2's checks
+# (exercises/multihead.py) still call it.
+_head_mask = as_head_mask
+
+# to_torch_attn_mask lives in masks.py (Chapter 6, all the mask conventions); it is
+# re-exported here, where Chapter 2 first uses it.
 __all__ = [
     "split_heads",
     "combine_heads",
     "MultiHeadAttention",
+    "KVCache",
     "to_torch_attn_mask",
     "neighbour_task",
 ]
@@ -64,42 +76,49 @@ def combine_heads(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(B, L, H * d_head)  # (B, L, d_model): heads side by side
 
 
-def _head_mask(mask: torch.Tensor) -> torch.Tensor:
-    """A mask for ``(B, H, Lq, Lk)`` scores, from the shapes :class:`MultiHeadAttention` accepts.
+class KVCache:
+    """The keys and values one attention module has computed so far, for incremental decoding.
 
-    ``(Lq, Lk)`` is shared by every sequence and head; ``(B, Lq, Lk)`` is per
-    sequence (a head dimension is added, so it is not mistaken for per-head);
-    a 4-D mask is used as is (it must broadcast to ``(B, H, Lq, Lk)``).
+    A decoder generates one token at a time, and at every step its
+    self-attention needs the keys and values of *all* the positions so far.
+    They do not change once computed (position ``j`` only ever sees positions
+    ``<= j``), so instead of recomputing them every step, the module keeps
+    them here and projects only the new position (a KV cache).
+
+    - ``static=False`` (self-attention): every call appends the new positions'
+      keys and values, ``(B, H, L_new, d_head)``, to the stored ones.
+    - ``static=True`` (cross-attention): the keys and values come from the
+      encoder's output, the same at every step; they are computed at the
+      first call and reused afterwards (the ``key``/``value`` arguments are
+      then ignored).
+
+    Pass one cache per attention module as ``MultiHeadAttention(..., cache=...)``;
+    with a cache, the mask must cover ``len(cache) + L_new`` keys (for
+    self-attention see :func:`transformer_workbook.masks.causal_mask_with_cache`).
+
+    Attributes:
+        k, v: the stored keys and values, ``(B, H, L_cached, d_head)``, or None.
     """
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor (True = may attend), got dtype {mask.dtype}")
-    if mask.dim() == 2:
-        return mask[None, None]  # (1, 1, Lq, Lk)
-    if mask.dim() == 3:
-        return mask[:, None]  # (B, 1, Lq, Lk)
-    if mask.dim() == 4:
-        return mask  # (B or 1, H or 1, Lq, Lk)
-    raise ValueError(f"mask must have 2, 3 or 4 dimensions, got shape {tuple(mask.shape)}")
 
+    def __init__(self, static: bool = False) -> None:
+        self.static = static
+        self.k: torch.Tensor | None = None  # (B, H, L_cached, d_head)
+        self.v: torch.Tensor | None = None  # (B, H, L_cached, d_head)
 
-def to_torch_attn_mask(
-    mask: torch.Tensor, batch_size: int, n_heads: int, q_len: int, k_len: int
-) -> torch.Tensor:
-    """Convert a course mask (True = may attend) to ``nn.MultiheadAttention``'s ``attn_mask``.
+    def __len__(self) -> int:
+        """The number of positions cached, ``L_cached``."""
+        return 0 if self.k is None else self.k.size(-2)
 
-    ``nn.MultiheadAttention`` reads a bool ``attn_mask`` the other way round
-    (**True = may not attend**) and wants exactly ``(Lq, Lk)`` or
-    ``(B * H, Lq, Lk)``. So the mask is inverted (``~mask``) and expanded: a
-    2-D mask to ``(Lq, Lk)``, any other (``(B, Lq, Lk)``, or 4-D broadcastable
-    to ``(B, H, Lq, Lk)``) to one slice per (sequence, head), sequence major,
-    as PyTorch orders them.
-    """
-    blocked = ~mask  # flip the polarity: nn.MultiheadAttention's True means "blocked"
-    if mask.dim() == 2:
-        return blocked.expand(q_len, k_len)  # (Lq, Lk)
-    blocked = _head_mask(blocked)  # (B|1, H|1, Lq|1, Lk)
-    blocked = blocked.expand(batch_size, n_heads, q_len, k_len)  # (B, H, Lq, Lk)
-    return blocked.reshape(batch_size * n_heads, q_len, k_len)  # (B*H, Lq, Lk)
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new positions' ``k``, ``v`` ``(B, H, L_new, d_head)``; return all the keys and values."""
+        if self.k is not None and not self.static:
+            k = torch.cat([self.k, k], dim=-2)  # (B, H, L_cached + L_new, d_head)
+            v = torch.cat([self.v, v], dim=-2)  # (B, H, L_cached + L_new, d_head)
+        self.k, self.v = k, v
+        return k, v
+
+    def __repr__(self) -> str:
+        return f"KVCache(static={self.static}, cached={len(self)})"
 
 
 class MultiHeadAttention(nn.Module):
@@ -140,6 +159,7 @@ class MultiHeadAttention(nn.Module):
         value: torch.Tensor,
         mask: torch.Tensor | None = None,
         need_weights: bool = True,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend from ``query`` ``(B, Lq, d_model)`` to ``key``/``value`` ``(B, Lk, d_model)``.
 
@@ -150,6 +170,11 @@ class MultiHeadAttention(nn.Module):
             need_weights: when False, use the fused kernel
                 (``F.scaled_dot_product_attention``), which never builds the
                 weights, and return ``None`` for them.
+            cache: optional :class:`KVCache` (incremental decoding): the new
+                keys and values are appended to it (``static=False``), or
+                taken from it after the first call (``static=True``); the
+                attention then runs over all ``len(cache)`` keys, and ``Lk``
+                below means that number.
 
         Returns:
             ``output`` ``(B, Lq, d_model)`` and the per-head ``weights``
@@ -157,9 +182,14 @@ class MultiHeadAttention(nn.Module):
         """
         H = self.n_heads
         q = split_heads(self.q_proj(query), H)  # (B, H, Lq, d_head)
-        k = split_heads(self.k_proj(key), H)  # (B, H, Lk, d_head)
-        v = split_heads(self.v_proj(value), H)  # (B, H, Lk, d_head)
-        head_mask = None if mask is None else _head_mask(mask)  # (B|1, H|1, Lq, Lk)
+        if cache is not None and cache.static and cache.k is not None:
+            k, v = cache.k, cache.v  # (B, H, Lk, d_head): cross-attention, projected at the first step
+        else:
+            k = split_heads(self.k_proj(key), H)  # (B, H, Lk, d_head)
+            v = split_heads(self.v_proj(value), H)  # (B, H, Lk, d_head)
+            if cache is not None:
+                k, v = cache.update(k, v)  # (B, H, L_cached + Lk, d_head): earlier positions too
+        head_mask = None if mask is None else as_head_mask(mask)  # (B|1, H|1, Lq, Lk)
         p = self.dropout if self.training else 0.0
         if need_weights:
             # Chapter 1's attention, one head per batch slice; it scales by sqrt(d_head).
