@@ -334,7 +334,8 @@ def _structure_problem(mine: Any, ref: Any, names: Sequence[str], path: str = "t
         if mine.dtype != ref.dtype:
             return "wrong-dtype", (
                 f"{path} has dtype {mine.dtype}, but it should have dtype {ref.dtype} "
-                "(keep the dtype of the inputs)."
+                "(the dtype of the input tensors; float32, torch's default, for a table "
+                "built from sizes alone)."
             )
         if ref.is_floating_point():
             bad = ~torch.isfinite(mine) & torch.isfinite(ref)
@@ -553,7 +554,7 @@ def evaluate(exercise: Exercise, cases: Sequence[Case], outcomes: Sequence[Outco
             wanted = " or ".join(case.raises)
             return result(
                 FAILED,
-                f"{where} your function raised {mine.error}{at}. This input is invalid, so raising "
+                f"{where} your function raised {mine.error.rstrip('.')}{at}. This input is invalid, so raising "
                 f"is right, but the statement asks for {_article(wanted)} {wanted} with a message "
                 "that says what is wrong: an error raised by accident further down (a reshape or "
                 "a broadcast that fails) tells the caller nothing about why. Check the input "
@@ -566,7 +567,7 @@ def evaluate(exercise: Exercise, cases: Sequence[Case], outcomes: Sequence[Outco
             hint = ""
             if n_ok:
                 hint = f" It worked on {_plural(n_ok, 'other case')}. {ex.note('exception')}"
-            return result(ERRORED, f"{where} your function raised {mine.error}{at}.{hint}{state}",
+            return result(ERRORED, f"{where} your function raised {mine.error.rstrip('.')}{at}.{hint}{state}",
                           "exception", n_ok)
         if mine.kind == NOT_RUN:
             continue
