@@ -554,8 +554,8 @@ def evaluate(exercise: Exercise, cases: Sequence[Case], outcomes: Sequence[Outco
             wanted = " or ".join(case.raises)
             return result(
                 FAILED,
-                f"{where} your function raised {mine.error.rstrip('.')}{at}. This input is invalid, so raising "
-                f"is right, but the statement asks for {_article(wanted)} {wanted} with a message "
+                f"{where} your function raised {mine.error.rstrip('.')}{at}. This input is invalid, "
+                f"so raising is right, but the statement asks for {_article(wanted)} {wanted} with a message "
                 "that says what is wrong: an error raised by accident further down (a reshape or "
                 "a broadcast that fails) tells the caller nothing about why. Check the input "
                 f"first and raise it yourself. {ex.notes.get('must-raise', '')}".rstrip(),
