@@ -39,6 +39,7 @@ import dataclasses
 import importlib
 import inspect
 import math
+import os
 import sys
 import threading
 import time
@@ -467,12 +468,16 @@ class _Guard:
         _raise_in(thread_id, CheckTimeout)
 
 
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+
+
 def _learner_frame(tb) -> str:
     """The innermost traceback line outside this package (the learner's code)."""
     here = __name__.rsplit(".", 2)[0].replace(".", "/")
     frames = [
         f for f in traceback.extract_tb(tb)
         if here not in f.filename.replace("\\", "/") and f.filename != _HERE
+        and not f.filename.startswith(_TORCH_DIR)  # torch's own lines say nothing to a learner
     ]
     if not frames:
         return ""
