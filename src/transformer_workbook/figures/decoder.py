@@ -26,6 +26,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Rectangle
 
 from .common import as_tensor, new_ax
+from .encoder import one_thread
 from .explorer import Choice, Explorer, Slider
 
 __all__ = [
@@ -97,6 +98,11 @@ def train_reversal(steps: int = REVERSAL_STEPS, seed: int = 0):
 
 @functools.lru_cache(maxsize=4)
 def _train_reversal(steps: int, seed: int):
+    with one_thread():
+        return _train(steps, seed)
+
+
+def _train(steps: int, seed: int):
     from ..model import Transformer, shift_right
 
     tok = reversal_tokenizer()
@@ -138,7 +144,8 @@ def reversal_attention(word: str, padding: int = 0, model=None) -> dict[str, Any
 
 @functools.lru_cache(maxsize=64)
 def _default_attention(word: str, padding: int) -> dict[str, Any]:
-    return _attention(_train_reversal(REVERSAL_STEPS, 0), word, padding)
+    with one_thread():
+        return _attention(_train_reversal(REVERSAL_STEPS, 0), word, padding)
 
 
 def _attention(model, word: str, padding: int) -> dict[str, Any]:

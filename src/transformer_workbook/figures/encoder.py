@@ -10,8 +10,10 @@ shared :class:`~transformer_workbook.figures.explorer.Explorer`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Iterator
 
 import torch
 from matplotlib.axes import Axes
@@ -73,8 +75,30 @@ def depth_profile(
     return {name: t.clone() for name, t in _profile(*key).items()}
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread, then restore the previous count.
+
+    The models these figures run are tiny: a second thread only adds
+    synchronisation, and on a busy machine (a shared server, the book's
+    build) it can make them ten times slower. One thread also makes the
+    results independent of the machine's thread count.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 @functools.lru_cache(maxsize=128)
 def _profile(depth, placement, residual, d_model, n_heads, seq_len, batch, seed):
+    with one_thread():
+        return _compute_profile(depth, placement, residual, d_model, n_heads, seq_len, batch, seed)
+
+
+def _compute_profile(depth, placement, residual, d_model, n_heads, seq_len, batch, seed):
     from ..encoder import Encoder
 
     with torch.random.fork_rng(devices=[]):
