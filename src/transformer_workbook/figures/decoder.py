@@ -213,8 +213,7 @@ def _weights_heatmap(ax, weights, allowed, x_labels, y_labels, row, title, xlabe
     """Weights where attending is allowed, pale grey where the mask forbids it; ``row`` outlined
     and its weights written."""
     w = as_tensor(weights).numpy()
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#e8e8e8")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#e8e8e8")
     ax.imshow(np.ma.masked_where(~allowed.numpy(), w), cmap=cmap, vmin=0, vmax=1)
     n_q, n_k = w.shape
     ax.add_patch(Rectangle((-0.5, row - 0.5), n_k, 1, fill=False, ec="#d7301f", lw=2.2))
