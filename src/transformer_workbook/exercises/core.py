@@ -64,12 +64,15 @@ class Case:
     describes the input's shape and purpose, never the expected answer.
     ``tags`` let a mistake say on which kinds of case it shows; the tag
     :data:`RAISES` marks an input the function must reject with an exception.
+    ``raises`` names the exception classes the statement asks for there
+    (``("ValueError",)``; a subclass counts); empty: any exception will do.
     """
 
     name: str
     args: tuple = ()
     kwargs: dict = dataclasses.field(default_factory=dict)
     tags: frozenset = frozenset()
+    raises: tuple = ()
 
     def describe(self) -> str:
         parts = [describe_value(a) for a in self.args]
@@ -119,6 +122,7 @@ class Outcome:
     varies: bool = False  # a second call on the same input gave a different result
     state: tuple = ()  # the learner's global torch state, where it differs from torch's defaults
     abandoned: bool = False  # TIMEOUT only: the code caught every attempt to stop it
+    error_types: tuple = ()  # ERROR only: the exception's class and its bases, by name
 
 
 class Unsupported(str):
@@ -483,8 +487,12 @@ def _error_outcome(exc: BaseException) -> Outcome:
     msg = safe_str(exc, 2000).strip().splitlines()
     first = msg[0] if msg else ""
     name = safe_str(getattr(type(exc), "__name__", "Exception"), 80)
+    try:
+        types = tuple(safe_str(getattr(c, "__name__", ""), 80) for c in type(exc).__mro__)
+    except Exception:  # noqa: BLE001 - a learner's exception class may do anything
+        types = (name,)
     return Outcome(ERROR, error=shorten(f"{name}: {first}".rstrip(": "), 400),
-                   where=_learner_frame(exc.__traceback__))
+                   where=_learner_frame(exc.__traceback__), error_types=types[:12])
 
 
 def default_call(fn: Callable, case: Case) -> Any:
@@ -654,6 +662,7 @@ def outcomes_to_payload(outcomes: Sequence[Outcome]) -> list[dict]:
             "varies": bool(o.varies),
             "state": list(o.state),
             "abandoned": bool(o.abandoned),
+            "error_types": list(o.error_types),
         }
         for o in outcomes
     ]
@@ -687,6 +696,7 @@ def outcomes_from_payload(payload: Any) -> list[Outcome]:
                 varies=item.get("varies") is True,
                 state=_strings(item.get("state", [])),
                 abandoned=item.get("abandoned") is True,
+                error_types=_strings(item.get("error_types", []), limit=12),
             )
         )
     return out
