@@ -297,3 +297,37 @@ def test_family_masks_shape_and_sublayer_problems_are_explained():
     assert res.status == "error" and "(B, 1, 1, Lk)" in res.message
     res = verdict("decoder.family_masks", family_everything)
     assert res.status == "error" and "has no sublayer" in res.message
+
+
+# Found by a learner-style session that had not read these tests.
+
+
+class DecAlwaysPre(DecBase):
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        x = x + self.self_attn(*(self.norm1(x),) * 3, self_mask)[0]
+        x = x + self.cross_attn(self.norm2(x), memory, memory, memory_mask)[0]
+        return x + self.feed_forward(self.norm3(x))
+
+
+class DecSwapped(DecBase):
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        self.norm_first = not self.norm_first  # reads the flag the wrong way round
+        try:
+            return DecRight.forward(self, x, memory, self_mask, memory_mask)
+        finally:
+            self.norm_first = not self.norm_first
+
+
+class DecForcesCausal(DecBase):  # ANDs its own causal mask into whatever it is given
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        L = x.size(1)
+        causal = torch.ones(L, L, dtype=torch.bool).tril()
+        mask = causal if self_mask is None else self_mask & causal
+        return DecRight.forward(self, x, memory, mask, memory_mask)
+
+
+def test_decoder_layer_placements_and_a_forced_causal_mask():
+    assert verdict("decoder.DecoderLayer", DecAlwaysPre).mistake == "pre-ln-when-post-ln-asked"
+    assert verdict("decoder.DecoderLayer", DecSwapped).mistake == "norm-placement-swapped"
+    res = verdict("decoder.DecoderLayer", DecForcesCausal)
+    assert not res.passed and "without a self_mask" in res.message, res.message

@@ -572,3 +572,67 @@ def test_make_block_learner_mistakes():
     assert res.status == "error" and "norm1.bias" in res.message and "RMSNorm" in res.message
     res = verdict("encoder.make_block", make_block_returns_the_class)
     assert res.status == "error" and "nn.Module" in res.message
+
+
+# --------------------------------------------------------------------------
+# Found by a learner-style session that had not read these tests
+# --------------------------------------------------------------------------
+
+
+class LNNoGainOnly(LNBase):  # the bias added, the gain forgotten
+    def forward(self, x):
+        mu = x.mean(-1, keepdim=True)
+        return (x - mu) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + self.eps) + self.bias
+
+
+class LNNoBiasOnly(LNBase):
+    def forward(self, x):
+        mu = x.mean(-1, keepdim=True)
+        return (x - mu) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + self.eps) * self.weight
+
+
+def test_layernorm_a_missing_gain_or_a_missing_bias_is_named():
+    assert verdict("encoder.LayerNorm", LNNoGainOnly).mistake == "no-gain"
+    assert verdict("encoder.LayerNorm", LNNoBiasOnly).mistake == "no-bias"
+
+
+class LayerPlacementSwapped(LayerBase):  # reads norm_first the wrong way round
+    def forward(self, x, mask=None):
+        if not self.norm_first:
+            x = x + self.sa(self.norm1(x), mask)
+            return x + self.dropout(self.feed_forward(self.norm2(x)))
+        x = self.norm1(x + self.sa(x, mask))
+        return self.norm2(x + self.dropout(self.feed_forward(x)))
+
+
+def test_encoder_layer_swapped_placements_are_named():
+    assert verdict("encoder.EncoderLayer", LayerPlacementSwapped).mistake == "norm-placement-swapped"
+
+
+def _make_block(paper_eps=1e-5, gpt2_eps=1e-5, llama_d_ff=lambda d: 8 * d // 3):
+    def make_block(kind, d_model, n_heads):
+        gelu = functools.partial(enc.FeedForward, activation="gelu")
+        if kind == "paper":
+            return enc.EncoderLayer(d_model, n_heads, 4 * d_model,
+                                    norm=functools.partial(enc.LayerNorm, eps=paper_eps))
+        if kind == "bert":
+            return enc.EncoderLayer(d_model, n_heads, 4 * d_model, feed_forward=gelu,
+                                    norm=functools.partial(enc.LayerNorm, eps=1e-12))
+        if kind == "gpt2":
+            return enc.EncoderLayer(d_model, n_heads, 4 * d_model, norm_first=True, feed_forward=gelu,
+                                    norm=functools.partial(enc.LayerNorm, eps=gpt2_eps))
+        return enc.EncoderLayer(d_model, n_heads, llama_d_ff(d_model), norm_first=True,
+                                norm=functools.partial(enc.RMSNorm, eps=1e-6), feed_forward=enc.SwiGLU)
+    return make_block
+
+
+@pytest.mark.parametrize("wrong", [
+    _make_block(paper_eps=1e-12),  # BERT's eps given to the paper's block
+    _make_block(gpt2_eps=1e-6),
+    _make_block(llama_d_ff=lambda d: -(-8 * d // 3)),  # rounded up, not down
+    _make_block(llama_d_ff=lambda d: 8 * (d // 3)),
+])
+def test_make_block_every_kind_has_its_eps_and_llama_its_rounding(wrong):
+    assert verdict("encoder.make_block", _make_block()).passed
+    res = verdict("encoder.make_block", wrong)
+    assert not res.passed, res.message

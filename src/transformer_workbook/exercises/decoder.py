@@ -182,7 +182,8 @@ def decoder_layer_cases(seed: int) -> list[ModuleCase]:
     g = torch.Generator().manual_seed(seed)
 
     def case(name, d_model, n_heads, d_ff, B, Lt, Ls, norm_first=False, tgt_lengths=None,
-             src_lengths=None, random_norms=False, dropout=None):
+             src_lengths=None, random_norms=False, dropout=None, no_self_mask=False):
+        tags = set()
         init = {"d_model": d_model, "n_heads": n_heads, "d_ff": d_ff, "norm_first": norm_first}
         if dropout is not None:
             init["dropout"] = dropout
@@ -190,7 +191,9 @@ def decoder_layer_cases(seed: int) -> list[ModuleCase]:
         tgt_keep = None if tgt_lengths is None else padding_mask(torch.tensor(tgt_lengths), Lt)
         kwargs = {"self_mask": combine_masks(tgt_keep, causal_mask(Lt)) if tgt_keep is not None
                   else causal_mask(Lt)}
-        tags = set()
+        if no_self_mask:  # the layer uses the mask it is given, causal or not, or none
+            del kwargs["self_mask"]
+            tags.add("no-self-mask")
         if src_lengths is not None:
             kwargs["memory_mask"] = combine_masks(padding_mask(torch.tensor(src_lengths), Ls))
             tags.add("memory-mask")
@@ -220,6 +223,8 @@ def decoder_layer_cases(seed: int) -> list[ModuleCase]:
              12, 2, 16, 3, 4, 4, norm_first=True, random_norms=True),
         case("pre-LN, Lt = Ls: d_model=4, 2 heads, d_ff=6, B=1, Lt=3, Ls=3", 4, 2, 6, 1, 3, 3,
              norm_first=True),
+        case("post-LN called without a self_mask (every position sees every other): d_model=8, "
+             "2 heads, d_ff=16, B=2, Lt=4, Ls=3", 8, 2, 16, 2, 4, 3, no_self_mask=True),
     ]
 
 
@@ -281,6 +286,20 @@ class _AlwaysPostLN(_DecoderLayerSteps):
         x = self.norm1(x + self.self_block(x, self_mask))
         x = self.norm2(x + self.cross_block(x, memory, memory_mask))
         return self.norm3(x + self.feed_forward(x))
+
+
+class _AlwaysPreLN(_DecoderLayerSteps):
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        x = x + self.self_block(self.norm1(x), self_mask)
+        x = x + self.cross_block(self.norm2(x), memory, memory_mask)
+        return x + self.feed_forward(self.norm3(x))
+
+
+class _PlacementSwapped(_DecoderLayerSteps):
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        if self.norm_first:  # post-LN where pre-LN is asked, and the other way round
+            return _AlwaysPostLN.forward(self, x, memory, self_mask, memory_mask)
+        return _AlwaysPreLN.forward(self, x, memory, self_mask, memory_mask)
 
 
 class _NoResidual(_DecoderLayerSteps):
@@ -364,6 +383,21 @@ register(
                 "Your layer is always post-LN: with norm_first=True each sublayer reads "
                 "`norm(x)` and its output is added to x, `x = x + sublayer(norm(x))`.",
                 _AlwaysPostLN,
+            ),
+            Mistake(
+                "pre-ln-when-post-ln-asked",
+                "Your layer is always pre-LN (`x + sublayer(norm(x))`), but with "
+                "norm_first=False (the default, the paper's layer) it must be post-LN: "
+                "`x = norm(x + sublayer(x))` for each of the three sublayers.",
+                _AlwaysPreLN,
+            ),
+            Mistake(
+                "norm-placement-swapped",
+                "Your two placements are swapped: with norm_first=False you normalize each "
+                "sublayer's input (pre-LN), and with norm_first=True its output (post-LN). "
+                "`norm_first=True` means the norm comes first, on the sublayer's input: "
+                "`x = x + sublayer(norm(x))`.",
+                _PlacementSwapped,
             ),
             Mistake(
                 "no-residual",
@@ -508,7 +542,8 @@ def run_family_masks(fn: object, case: FamilyCase) -> torch.Tensor:
            "cross_mask": family == "encoder-decoder"}
     for what, mask in zip(has, masks, strict=True):
         if mask is not None and not has[what]:
-            raise ValueError(f"an {family} model has no sublayer for {what}: return None for it")
+            article = "an" if family[0] in "aeiou" else "a"
+            raise ValueError(f"{article} {family} model has no sublayer for {what}: return None for it")
     model = _family_model(family, case.init)
     load_params(model, case.params)
     model.eval()

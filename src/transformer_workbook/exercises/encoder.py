@@ -149,6 +149,20 @@ class _NoGainBias(_LayerNormSteps):
         return (x - mean) / torch.sqrt(var + self.eps)  # weight and bias never used
 
 
+class _NoGain(_LayerNormSteps):
+    def forward(self, x):
+        mean = x.mean(dim=-1, keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
+        return (x - mean) / torch.sqrt(var + self.eps) + self.bias  # the gain never used
+
+
+class _NoBias(_LayerNormSteps):
+    def forward(self, x):
+        mean = x.mean(dim=-1, keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight  # the bias never used
+
+
 class _NotCentred(_LayerNormSteps):
     def forward(self, x):
         mean_square = (x**2).mean(dim=-1, keepdim=True)  # RMSNorm's statistic: no mean removed
@@ -228,6 +242,18 @@ register(
                 "The normalization is right, but the learned gain and bias are never applied: "
                 "multiply by `self.weight` and add `self.bias` at the end.",
                 _NoGainBias,
+            ),
+            Mistake(
+                "no-gain",
+                "The normalization and the bias are right, but the learned gain is never "
+                "applied: multiply by `self.weight` before adding `self.bias`.",
+                _NoGain,
+            ),
+            Mistake(
+                "no-bias",
+                "The normalization and the gain are right, but the learned bias is never "
+                "added: finish with `+ self.bias`.",
+                _NoBias,
             ),
             Mistake(
                 "not-centred",
@@ -427,6 +453,15 @@ class _AlwaysPostLN(_EncoderLayerSteps):
         return self.norm2(x + self.feed_forward(x))
 
 
+class _PlacementSwapped(_EncoderLayerSteps):
+    def forward(self, x, mask=None):
+        if not self.norm_first:  # pre-LN where post-LN is asked, and the other way round
+            x = x + self.attend(self.norm1(x), mask)
+            return x + self.feed_forward(self.norm2(x))
+        x = self.norm1(x + self.attend(x, mask))
+        return self.norm2(x + self.feed_forward(x))
+
+
 class _NormBeforeAdd(_EncoderLayerSteps):
     def forward(self, x, mask=None):
         if self.norm_first:
@@ -503,6 +538,14 @@ register(
                 "`x = x + self_attn(norm1(x))`, then `x = x + feed_forward(norm2(x))` "
                 "(the norm on the sublayer's input, the residual path left alone).",
                 _AlwaysPostLN,
+            ),
+            Mistake(
+                "norm-placement-swapped",
+                "Your two placements are swapped: with norm_first=False (the default, the "
+                "paper's layer) you normalize the sublayer's input (pre-LN), and with "
+                "norm_first=True its output (post-LN). `norm_first=True` means the norm comes "
+                "first, on the sublayer's input: `x = x + self_attn(norm1(x))`.",
+                _PlacementSwapped,
             ),
             Mistake(
                 "normalized-before-the-add",
@@ -733,6 +776,14 @@ def make_block_cases(seed: int) -> list[BlockCase]:
              "llama", 24, 4, 2, 6, mask=_keep([6, 4], 6)),
         case("GPT-2's block with a (B, 1, 1, L) padding mask, d_model=6, 2 heads, B=2, L=4",
              "gpt2", 6, 2, 2, 4, mask=_keep([1, 4], 4)),
+        # Each kind's eps shows only on small activations, and 8 d_model / 3 rounds only
+        # when d_model is not a multiple of 3 (floor(128 / 3) = 42; ceil gives 43).
+        case("the paper's block on small activations (std 0.001), d_model=8, 2 heads, B=1, L=3",
+             "paper", 8, 2, 1, 3, small=True),
+        case("GPT-2's block on small activations (std 0.001), d_model=8, 2 heads, B=1, L=3",
+             "gpt2", 8, 2, 1, 3, small=True),
+        case("LLaMA's block, d_model=16 (8 d_model / 3 is not whole), 4 heads, B=1, L=3",
+             "llama", 16, 4, 1, 3),
     ]
 
 

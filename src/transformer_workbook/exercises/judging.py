@@ -88,10 +88,6 @@ def _wrong_exception(case: Case, mine: Outcome) -> bool:
                 and not set(case.raises) & set(mine.error_types))
 
 
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
-
-
 def outcomes_agree(mine: Outcome, theirs: Outcome, tol: Tolerance, *, both_raise_ok: bool = True) -> bool:
     """Same behaviour on one case: both return close values, or both raise.
 
@@ -285,7 +281,7 @@ def describe_output(x: Any) -> str:
     if x is None:
         return "None"
     if isinstance(x, tuple):
-        return f"a tuple of {len(x)}: (" + ", ".join(describe_output(v) for v in x) + ")"
+        return f"a tuple or list of {len(x)}: (" + ", ".join(describe_output(v) for v in x) + ")"
     if isinstance(x, torch.Tensor):
         return "a " + describe_value(x)
     name = type(x).__name__
