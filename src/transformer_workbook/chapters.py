@@ -95,8 +95,10 @@ CHAPTERS: tuple[Chapter, ...] = (
             explorers=("positional_explorer",), available=True),
     Chapter(4, "04_encoder", "Encoder", "encoder", "encoder"),
     Chapter(5, "05_decoder", "Decoder", "decoder", "decoder"),
-    Chapter(6, "06_masking", "Masking", "masks", "masks"),
-    Chapter(7, "07_complexity", "Complexity", "complexity", "complexity"),
+    Chapter(6, "06_masking", "Masking", "masks", "masking",
+            explorers=("mask_explorer",), available=True),
+    Chapter(7, "07_complexity", "Complexity", "complexity", "complexity",
+            explorers=("cost_explorer",), available=True),
     Chapter(8, "08_training", "Training a Transformer end to end", "training", "training"),
     Chapter(9, "09_generating", "Generating", "generation", "generation"),
 )

@@ -6,9 +6,9 @@ written here so that it never builds that matrix:
 
 - **Sliding-window attention** (Longformer, Beltagy et al., 2020; the local
   layers of Mistral-style decoders): each query sees only the keys less than
-  ``window`` positions away. :func:`sliding_window_attention` gathers each
-  query's window with ``unfold`` (a view), so it costs ``O(L w d)`` time and
-  memory; its result *equals* full attention under
+  ``window`` positions away. :func:`sliding_window_attention` works block
+  by block (Longformer's chunks), so it costs ``O(L w d)`` time and
+  ``O(L w + L d)`` memory; its result *equals* full attention under
   :func:`~transformer_workbook.masks.sliding_window_mask` (tested). It is not
   an approximation of full attention but another model: whatever lies
   outside the window is not seen (in one layer; stacked layers widen it).
@@ -64,10 +64,12 @@ def sliding_window_attention(
     """Attention where query ``i`` sees only keys ``j`` with ``|i - j| < window`` (and ``j <= i`` if causal).
 
     Equals ``scaled_dot_product_attention(q, k, v, sliding_window_mask(L, window, causal))[0]``
-    without the ``(L, L)`` scores: the keys and values are padded with
-    ``window - 1`` positions (on the left; on both sides when not causal) and
-    each query's window is cut out with ``unfold``, ``(..., L, d, w)``; the
-    scores are ``(..., L, w)``. Time and memory grow like ``L * w``, not ``L^2``.
+    without the ``(L, L)`` scores, the way Longformer computes it: the
+    sequence is cut into blocks of ``window`` positions, and each block of
+    queries attends to its own block of keys and the one before (and, when
+    not causal, the one after), since every key a query may see lies there.
+    The scores are ``(..., L / w, w, 2w)`` (or ``3w``), then masked to the
+    exact window. Time and memory grow like ``L * w``, not ``L^2``.
 
     Args:
         q, k: ``(..., L, d_k)``; v: ``(..., L, d_v)`` (self-attention: one length).
@@ -82,19 +84,30 @@ def sliding_window_attention(
     L = q.size(-2)
     if k.size(-2) != L or v.size(-2) != L:
         raise ValueError("sliding-window attention needs as many keys as queries (self-attention)")
-    left = window - 1
-    right = 0 if causal else window - 1
-    width = left + 1 + right  # keys per window
-    k_pad = F.pad(k, (0, 0, left, right))  # (..., left + L + right, d_k)
-    v_pad = F.pad(v, (0, 0, left, right))  # (..., left + L + right, d_v)
-    k_win = k_pad.unfold(-2, width, 1)  # (..., L, d_k, w): a view, window i = padded rows i..i+w-1
-    v_win = v_pad.unfold(-2, width, 1)  # (..., L, d_v, w)
-    scores = (q.unsqueeze(-2) @ k_win).squeeze(-2) / math.sqrt(q.size(-1))  # (..., L, w)
-    slots = torch.arange(width, device=q.device)  # (w,)
-    key_pos = torch.arange(L, device=q.device)[:, None] - left + slots  # (L, w): key of each slot
-    real = (key_pos >= 0) & (key_pos < L)  # (L, w): False on the padding around the sequence
-    weights = softmax(scores.masked_fill(~real, float("-inf")), dim=-1)  # (..., L, w)
-    return (weights.unsqueeze(-2) @ v_win.transpose(-2, -1)).squeeze(-2)  # (..., L, d_v)
+    w = min(window, max(L, 1))  # a window wider than the sequence is one block
+    n_blocks = -(-L // w)  # ceil(L / w)
+    tail = n_blocks * w - L  # padding that completes the last block
+    lead = q.shape[:-2]
+    q_blocks = F.pad(q, (0, 0, 0, tail)).reshape(*lead, n_blocks, w, q.size(-1))  # (..., nb, w, d_k)
+    after = 0 if causal else 1  # blocks of keys after the query's own
+    k_pad = F.pad(k, (0, 0, w, tail + after * w))  # (..., (nb + 1 + after) * w, d_k): a block before
+    v_pad = F.pad(v, (0, 0, w, tail + after * w))  # (..., (nb + 1 + after) * w, d_v)
+    k_pad = k_pad.reshape(*lead, n_blocks + 1 + after, w, k.size(-1))  # (..., nb + 1 + after, w, d_k)
+    v_pad = v_pad.reshape(*lead, n_blocks + 1 + after, w, v.size(-1))  # (..., nb + 1 + after, w, d_v)
+    span = 2 + after  # blocks of keys per block of queries: previous, own (, next)
+    # for block b: the keys (values) of blocks b - 1, b (and b + 1), side by side; sw = span * w
+    k_near = torch.cat([k_pad[..., i : i + n_blocks, :, :] for i in range(span)], -2)  # (..., nb, sw, d_k)
+    v_near = torch.cat([v_pad[..., i : i + n_blocks, :, :] for i in range(span)], -2)  # (..., nb, sw, d_v)
+    scores = q_blocks @ k_near.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., nb, w, span*w)
+    q_pos = torch.arange(n_blocks * w, device=q.device).reshape(n_blocks, w, 1)  # (nb, w, 1)
+    block_start = torch.arange(n_blocks, device=q.device).reshape(n_blocks, 1, 1) * w - w  # (nb, 1, 1)
+    k_pos = block_start + torch.arange(span * w, device=q.device)  # (nb, 1, span*w): position of each key
+    allowed = (k_pos >= 0) & (k_pos < L) & ((q_pos - k_pos).abs() < window)  # (nb, w, span*w)
+    if causal:
+        allowed = allowed & (k_pos <= q_pos)
+    weights = softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)  # (..., nb, w, span*w)
+    out = weights @ v_near  # (..., nb, w, d_v)
+    return out.reshape(*lead, n_blocks * w, v.size(-1))[..., :L, :]  # (..., L, d_v)
 
 
 # ---------------------------------------------------------------------------
