@@ -217,7 +217,7 @@ def draw_cost_explorer(
                    f"of {_si(sum(here.values()))}", fontsize=9)
     _plain_log_axes(ax_f)
     ax_f.set_xlabel("sequence length L")
-    ax_f.legend(fontsize=7, loc="upper left")
+    ax_f.legend(fontsize=8, loc="upper left")
 
     mem = [memory_terms(n, d_model, n_heads) for n in lengths]
     for name, style in (("weights (B, H, L, L)", "-"), ("fused: q, k, v, out", "--")):
@@ -237,7 +237,7 @@ def draw_cost_explorer(
     _plain_log_axes(ax_m)
     ax_m.set_xlabel("sequence length L")
     ax_m.set_ylabel("MiB")
-    ax_m.legend(fontsize=7, loc="upper left")
+    ax_m.legend(fontsize=8, loc="upper left")
     return ax_f, ax_m
 
 
