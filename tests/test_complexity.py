@@ -257,3 +257,64 @@ def test_loglog_slope():
     for bad in (([1], [1]), ([1, 2], [1]), ([0, 1], [1, 2]), ([2, 2], [1, 3])):
         with pytest.raises(ValueError):
             loglog_slope(*bad)
+
+
+# ---------------------------------------------------------------------------
+# Where attention overtakes the feed-forward network
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("d_model,d_ff", [(512, 2048), (64, 256), (128, 1000), (256, 256), (100, 200),
+                                          (48, 4096), (1, 3), (8, 17)])
+def test_crossover_length_is_the_first_length_where_attention_costs_more(d_model, d_ff):
+    from transformer_workbook.complexity import crossover_length
+
+    L = crossover_length(d_model, d_ff)
+    assert L >= 1
+    assert attention_flops(L, d_model) > feed_forward_flops(L, d_model, d_ff)
+    if L > 1:
+        assert attention_flops(L - 1, d_model) <= feed_forward_flops(L - 1, d_model, d_ff)
+    assert crossover_length(512, 2048) == 1025  # the paper's base model: L = 2 d_model + 1
+
+
+def test_crossover_length_against_torch_flop_counter():
+    """Counted by PyTorch on the course's modules, attention overtakes the FFN exactly there."""
+    from transformer_workbook.complexity import crossover_length
+    from transformer_workbook.encoder import FeedForward
+    from transformer_workbook.multihead import MultiHeadAttention
+
+    d_model, d_ff = 16, 56
+    attention, ffn = MultiHeadAttention(d_model, 4), FeedForward(d_model, d_ff)
+
+    def counted(module, L, *extra):
+        x = torch.randn(1, L, d_model)
+        with FlopCounterMode(display=False) as counter:
+            module(x, *extra)
+        return counter.get_total_flops()
+
+    L = crossover_length(d_model, d_ff)
+    assert L == 25
+    for n, more in ((L - 1, False), (L, True)):
+        assert (counted(attention, n, torch.randn(1, n, d_model), torch.randn(1, n, d_model))
+                > counted(ffn, n)) is more
+
+
+# ---------------------------------------------------------------------------
+# Measuring a GPU: synchronized times, the CUDA allocator's peak
+# ---------------------------------------------------------------------------
+
+
+def test_time_call_and_peak_memory_take_a_cpu_device():
+    assert len(time_call(lambda: torch.ones(3), repeats=2, device="cpu")) == 2
+    assert peak_memory(lambda: torch.ones(100, 100), device="cpu") == 40_000
+    assert sweep(lambda n: (lambda: torch.zeros(n)), [10], repeats=1, device="cpu")[0].peak_bytes == 40
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here")
+def test_peak_memory_and_sweep_on_a_gpu():
+    n = 1024
+    peak = peak_memory(lambda: torch.ones(n, n, device="cuda"), device="cuda")
+    assert 4 * n * n <= peak < 4 * n * n + 2**20
+    results = sweep(lambda L: (lambda: torch.ones(L, L, device="cuda")), [256, 1024], repeats=2,
+                    device="cuda")
+    assert 1.9 < loglog_slope([256, 1024], [r.peak_bytes for r in results]) < 2.1

@@ -240,3 +240,96 @@ def test_other_conventions_on_fully_masked_rows():
     x = torch.randn(1, 3, D)
     out, _ = theirs(x, x, x, key_padding_mask=torch.ones(1, 3, dtype=torch.bool))
     assert out.isnan().all()
+
+
+# ---------------------------------------------------------------------------
+# Sliding windows and the leakage test
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,window", [(1, 1), (5, 1), (6, 2), (7, 3), (4, 9)])
+def test_sliding_window_mask_is_the_band(n, window):
+    from transformer_workbook.masks import sliding_window_mask
+
+    for causal in (True, False):
+        m = sliding_window_mask(n, window, causal=causal)
+        assert m.dtype == torch.bool and m.shape == (n, n)
+        for i in range(n):
+            for j in range(n):
+                assert bool(m[i, j]) == (abs(i - j) < window and (j <= i or not causal))
+    # as wide as the sequence: the causal mask, or everything
+    assert torch.equal(sliding_window_mask(n, n), causal_mask(n))
+    assert sliding_window_mask(n, n, causal=False).all()
+    with pytest.raises(ValueError):
+        sliding_window_mask(3, 0)
+
+
+def _mha_layer(mask_fn, fused=True):
+    m = MultiHeadAttention(D, H).eval()
+
+    def layer(x):
+        mask = mask_fn(x.size(1))
+        return m(x, x, x, mask=mask, need_weights=not fused)[0]
+
+    return layer
+
+
+def test_leaks_future_on_the_course_layers():
+    from transformer_workbook.decoder import Decoder
+    from transformer_workbook.masks import leaks_future, sliding_window_mask
+
+    x = torch.randn(2, 7, D)
+    assert not leaks_future(_mha_layer(causal_mask), x)
+    assert not leaks_future(_mha_layer(causal_mask, fused=False), x)
+    assert not leaks_future(_mha_layer(lambda n: sliding_window_mask(n, 3)), x)
+    decoder = Decoder(D, H, 2, 16, norm_first=True, cross_attention=False).eval()
+    assert not leaks_future(lambda x: decoder(x, self_mask=causal_mask(x.size(1))), x)
+    # leaks: no mask, a symmetric window, the diagonal shifted by one
+    assert leaks_future(_mha_layer(lambda n: None), x)
+    assert leaks_future(_mha_layer(lambda n: sliding_window_mask(n, 2, causal=False)), x)
+    assert leaks_future(_mha_layer(lambda n: torch.ones(n, n, dtype=torch.bool).tril(1)), x)
+
+
+def test_leaks_future_catches_one_pair_and_order_blind_leaks():
+    from transformer_workbook.masks import leaks_future
+
+    x = torch.randn(1, 8, D)
+
+    def one_pair(n):
+        mask = causal_mask(n).clone()
+        mask[3, 5] = True  # query 3 may see key 5, nothing else looks ahead
+        return mask
+
+    assert leaks_future(_mha_layer(one_pair), x)
+    # the inverted (nn.MultiheadAttention-style) mask: each query sees exactly the future
+    inverted = _mha_layer(lambda n: ~causal_mask(n))
+    assert leaks_future(inverted, x)
+    # ... which a test that only shuffles the future misses: attention ignores key order
+    shuffled = x.clone()
+    shuffled[:, 1:] = x[:, 1:].flip(1)
+    torch.testing.assert_close(inverted(shuffled)[:, 0], inverted(x)[:, 0])
+    # centring over the sequence leaks the mean of the future
+    attend = _mha_layer(causal_mask)
+    assert leaks_future(lambda x: attend(x - x.mean(dim=1, keepdim=True)), x)
+
+
+def test_leaks_future_finds_a_weak_leak_and_pytorch_with_an_unconverted_mask():
+    from transformer_workbook.masks import leaks_future
+
+    x = torch.randn(2, 6, D)
+    m = MultiHeadAttention(D, H).eval()
+
+    def weak(x):  # the future's scores lowered by 9 instead of -inf: weights of about 1e-4
+        n = x.size(1)
+        bias = torch.zeros(n, n).masked_fill(~causal_mask(n), -9.0)
+        q, k, v = (multihead.split_heads(p(x), H) for p in (m.q_proj, m.k_proj, m.v_proj))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return m.out_proj(multihead.combine_heads(out))
+
+    assert leaks_future(weak, x)
+    theirs = nn.MultiheadAttention(D, H, batch_first=True).eval()
+    unconverted = lambda x: theirs(x, x, x, attn_mask=causal_mask(x.size(1)), need_weights=False)[0]  # noqa: E731
+    converted = lambda x: theirs(x, x, x, attn_mask=~causal_mask(x.size(1)), need_weights=False)[0]  # noqa: E731
+    assert not leaks_future(converted, x)
+    # unconverted, the last query is blocked from every key (NaN) and the others see the future
+    assert leaks_future(lambda x: unconverted(x).nan_to_num(), x)

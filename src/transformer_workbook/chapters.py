@@ -97,8 +97,10 @@ CHAPTERS: tuple[Chapter, ...] = (
             explorers=("depth_explorer",), available=True),
     Chapter(5, "05_decoder", "Decoder", "decoder", "decoder",
             explorers=("cross_attention_explorer",), available=True),
-    Chapter(6, "06_masking", "Masking", "masks", "masks"),
-    Chapter(7, "07_complexity", "Complexity", "complexity", "complexity"),
+    Chapter(6, "06_masking", "Masking", "masks", "masking",
+            explorers=("mask_explorer",), available=True),
+    Chapter(7, "07_complexity", "Complexity", "complexity", "complexity",
+            explorers=("cost_explorer",), available=True),
     Chapter(8, "08_training", "Training a Transformer end to end", "training", "training"),
     Chapter(9, "09_generating", "Generating", "generation", "generation"),
 )

@@ -27,8 +27,14 @@ of tensors alive at once during the call, above what was alive when it began
 (:func:`peak_memory`). It sees only memory allocated by PyTorch for tensors
 (not Python objects, not the process's other memory); ``tracemalloc`` cannot
 see it at all, and the process's resident size mixes it with everything else
-and does not go down reliably. :func:`loglog_slope` fits ``y ~ x^k`` to a
-sweep's results: ``k`` close to 2 means quadratic growth.
+and does not go down reliably. On a GPU (``device="cuda"``) the CUDA
+allocator's own peak statistic is used, and every timed run is synchronized.
+:func:`loglog_slope` fits ``y ~ x^k`` to a sweep's results: ``k`` close to 2
+means quadratic growth.
+
+**Where attention's square overtakes the rest.** :func:`crossover_length`
+is the shortest sequence on which a self-attention costs more than the
+feed-forward network (``d_ff - 2 d_model + 1``).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ __all__ = [
     "transformer_flops",
     "decoder_only_flops",
     "training_flops",
+    "crossover_length",
     "attention_parameter_count",
     "feed_forward_parameter_count",
     "encoder_layer_parameter_count",
@@ -159,6 +166,20 @@ def training_flops(n_params: float, n_tokens: float) -> float:
     parameters, 300B tokens): ``3.15e23`` FLOPs, the paper's 3.14e23.
     """
     return 6 * n_params * n_tokens
+
+
+def crossover_length(d_model: int, d_ff: int) -> int:
+    """The shortest sequence on which one self-attention costs more FLOPs than the feed-forward network.
+
+    Self-attention (:func:`attention_flops`, projections included) costs
+    ``8 L d^2 + 4 L^2 d``, the feed-forward network (:func:`feed_forward_flops`)
+    ``4 L d d_ff``. Divided by ``4 L d``, attention costs more exactly when
+    ``2 d + L > d_ff``, that is ``L > d_ff - 2 d``: the answer is the smallest
+    whole ``L >= 1`` above that, ``max(1, d_ff - 2 d + 1)``. With the paper's
+    ``d_ff = 4 d``: ``L = 2 d + 1`` (1025 for the base model); when ``d_ff <= 2 d``
+    attention costs more from the first token.
+    """
+    return max(1, d_ff - 2 * d_model + 1)
 
 
 # ---------------------------------------------------------------------------
@@ -278,35 +299,66 @@ class Measurement:
     times: list[float] = field(default_factory=list)
 
 
-def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> list[float]:
+def _is_cuda(device: Any) -> bool:
+    return device is not None and str(device).startswith("cuda")
+
+
+def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1, device: Any = None) -> list[float]:
     """Run ``fn()`` ``warmup`` times untimed, then ``repeats`` times; return each run's seconds.
 
     Report the *median* of the returned times: on a shared machine single runs
-    are noisy, and the median ignores the occasional slow one.
+    are noisy, and the median ignores the occasional slow one. On a GPU
+    (``device="cuda"``), kernels run asynchronously: the clock would stop
+    before they finish, so each run is bracketed by ``torch.cuda.synchronize``.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
+    sync = _synchronizer(device)
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return times
 
 
-def peak_memory(fn: Callable[[], Any]) -> int:
-    """The peak bytes of PyTorch CPU tensors alive during ``fn()``, above those alive when it started.
+def _synchronizer(device: Any) -> Callable[[], None]:
+    if not _is_cuda(device):
+        return lambda: None
+    import torch
 
-    Runs ``fn()`` once under ``torch.profiler.profile(profile_memory=True)``,
-    which records every allocation (+bytes) and free (-bytes) of PyTorch's CPU
-    allocator in order; the peak is the largest running sum (0 if ``fn``
-    allocates nothing). Tensors ``fn`` returns count (they are alive at its
-    end); memory freed by ``fn`` that was allocated before it counts
-    negatively, which can hide part of a peak, so start from a clean state.
-    The profiler slows ``fn`` down: time it separately (:func:`time_call`).
+    return lambda: torch.cuda.synchronize(device)
+
+
+def peak_memory(fn: Callable[[], Any], device: Any = None) -> int:
+    """The peak bytes of PyTorch tensors alive during ``fn()``, above those alive when it started.
+
+    On the CPU (the default) it runs ``fn()`` once under
+    ``torch.profiler.profile(profile_memory=True)``, which records every
+    allocation (+bytes) and free (-bytes) of PyTorch's CPU allocator in
+    order; the peak is the largest running sum (0 if ``fn`` allocates
+    nothing). Tensors ``fn`` returns count (they are alive at its end);
+    memory freed by ``fn`` that was allocated before it counts negatively,
+    which can hide part of a peak, so start from a clean state. The profiler
+    slows ``fn`` down: time it separately (:func:`time_call`).
+
+    On a GPU (``device="cuda"``) it reads the CUDA allocator's own peak
+    statistic instead (``torch.cuda.max_memory_allocated``, reset first).
     """
+    if _is_cuda(device):
+        import torch
+
+        gc.collect()
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return max(0, torch.cuda.max_memory_allocated(device) - before)
     from torch.profiler import ProfilerActivity, profile
 
     # Kineto (the profiler's backend) prints start/stop messages on stderr,
@@ -337,6 +389,7 @@ def sweep(
     repeats: int = 5,
     warmup: int = 1,
     memory: bool = True,
+    device: Any = None,
 ) -> list[Measurement]:
     """Time (and measure the peak memory of) a function for each value of a parameter.
 
@@ -353,13 +406,14 @@ def sweep(
 
     Returns one :class:`Measurement` per value: the median of ``repeats``
     timed runs after ``warmup`` untimed ones, and (with ``memory``) the peak
-    memory of one more, profiled, run.
+    memory of one more, profiled, run. ``device="cuda"`` measures a GPU
+    (see :func:`time_call` and :func:`peak_memory`).
     """
     results = []
     for value in values:
         fn = make_fn(value)
-        times = time_call(fn, repeats, warmup)
-        peak = peak_memory(fn) if memory else None
+        times = time_call(fn, repeats, warmup, device)
+        peak = peak_memory(fn, device) if memory else None
         results.append(Measurement(value, statistics.median(times), peak, times))
     return results
 

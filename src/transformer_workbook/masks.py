@@ -12,7 +12,15 @@ broadcasts to that shape; the usual ones are
 - their combination ``(B, 1, Lq, Lk)`` (:func:`combine_masks`);
 - during incremental decoding with a KV cache, a causal mask for ``n_new``
   queries against ``n_cached + n_new`` keys, whose diagonal is shifted by
-  ``n_cached`` (:func:`causal_mask_with_cache`).
+  ``n_cached`` (:func:`causal_mask_with_cache`);
+- a **sliding-window mask** ``(L, L)`` (:func:`sliding_window_mask`): each
+  query sees only the keys less than ``window`` positions away (Longformer's
+  local attention; Chapter 7 computes it without the ``L x L`` matrix).
+
+Whether a layer really keeps to its causal mask is a question of behaviour,
+not of the mask you meant to pass: :func:`leaks_future` changes the later
+positions of an input and checks that no earlier output moves (the leakage
+test).
 
 PyTorch's modules use two other conventions, and the course converts
 explicitly wherever it meets them:
@@ -44,7 +52,7 @@ whose result is never used, and its gradient is zero.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -59,6 +67,8 @@ __all__ = [
     "to_torch_key_padding_mask",
     "to_float_mask",
     "from_torch_mask",
+    "sliding_window_mask",
+    "leaks_future",
 ]
 
 
@@ -98,6 +108,25 @@ def causal_mask_with_cache(
     """
     ones = torch.ones(n_new, n_cached + n_new, dtype=torch.bool, device=device)  # (n_new, n_total)
     return ones.tril(diagonal=n_cached)  # (n_new, n_total): key j allowed iff j <= n_cached + i
+
+
+def sliding_window_mask(
+    n: int, window: int, causal: bool = True, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The ``(n, n)`` sliding-window mask: query ``i`` sees the keys less than ``window`` positions away.
+
+    Key ``j`` is allowed when ``|i - j| < window``, and, with ``causal``
+    (the default), ``j <= i`` as well: each query then sees itself and the
+    ``window - 1`` positions before it (the local attention of Mistral-style
+    decoders). Without ``causal`` it sees ``window - 1`` positions on each
+    side (Longformer's sliding window, Beltagy et al., 2020). A window at
+    least ``n`` wide is the full causal mask (or no mask at all).
+    """
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    ones = torch.ones(n, n, dtype=torch.bool, device=device)  # (n, n)
+    band = ones.tril(window - 1) & ones.triu(-(window - 1))  # (n, n): |i - j| < window
+    return band.tril() if causal else band  # (n, n)
 
 
 def padding_mask(
@@ -255,3 +284,51 @@ def from_torch_mask(mask: torch.Tensor) -> torch.Tensor:
             "which a bool mask cannot express"
         )
     return ~blocked  # same shape: True where 0 (may attend)
+
+
+# ---------------------------------------------------------------------------
+# The leakage test: does a layer look at the future?
+# ---------------------------------------------------------------------------
+
+
+def leaks_future(
+    layer: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> bool:
+    """Whether some output position of ``layer`` depends on a *later* input position.
+
+    The test treats the layer as a black box, ``(B, L, d) -> (B, L, d_out)``
+    along dimension 1: for every position ``t``, it replaces every input
+    position after ``t`` by fresh random values and checks that the outputs
+    at positions ``0..t`` do not change (within ``rtol``/``atol``, far below
+    any real leak and above nothing: a causal layer computes them from
+    exactly the same numbers). Replacing, not shuffling: attention without
+    positions is blind to the *order* of the keys it sees, so a layer that
+    looks at the whole future is not caught by permuting it. Every position,
+    not only the last one: a leak may go from any later position to any
+    earlier one.
+
+    Run it on a layer in eval mode (dropout would change the outputs by
+    itself) and on an ``x`` with at least two positions. The checks of
+    Chapter 6 give it layers that leak in every way they know (no mask, an
+    inverted mask, a diagonal shifted by one, a single future position, a
+    normalization over the sequence, a mask that only weakens the future).
+
+    Returns:
+        True when the layer leaks the future, False when every output depends
+        only on its own and earlier positions.
+    """
+    L = x.size(1)
+    g = torch.Generator(device=x.device).manual_seed(0)
+    with torch.no_grad():
+        before = layer(x)  # (B, L, d_out)
+        for t in range(L - 1):
+            changed = x.clone()  # (B, L, d)
+            future = changed[:, t + 1 :]  # (B, L - t - 1, d): positions after t
+            future.copy_(torch.randn(future.shape, generator=g, device=x.device, dtype=x.dtype))
+            after = layer(changed)  # (B, L, d_out)
+            if not torch.allclose(after[:, : t + 1], before[:, : t + 1], rtol=rtol, atol=atol):
+                return True  # an output at or before t moved when only positions after t changed
+    return False
