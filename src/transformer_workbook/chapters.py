@@ -98,7 +98,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter(6, "06_masking", "Masking", "masks", "masks"),
     Chapter(7, "07_complexity", "Complexity", "complexity", "complexity"),
     Chapter(8, "08_training", "Training a Transformer end to end", "training", "training"),
-    Chapter(9, "09_generating", "Generating", "generation", "generation"),
+    Chapter(9, "09_generation", "Generating text", "generation", "generation"),
 )
 
 
