@@ -97,8 +97,10 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter(5, "05_decoder", "Decoder", "decoder", "decoder"),
     Chapter(6, "06_masking", "Masking", "masks", "masks"),
     Chapter(7, "07_complexity", "Complexity", "complexity", "complexity"),
-    Chapter(8, "08_training", "Training a Transformer end to end", "training", "training"),
-    Chapter(9, "09_generation", "Generating text", "generation", "generation"),
+    Chapter(8, "08_training", "Training a Transformer end to end", "training", "training",
+            explorers=("beam_explorer",), available=True),
+    Chapter(9, "09_generation", "Generating text", "generation", "generation",
+            explorers=("sampling_explorer",), available=True),
 )
 
 
