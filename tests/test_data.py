@@ -432,3 +432,12 @@ def test_text_corpus_held_out_is_new_and_grammatical():
     assert text_corpus(n_train=3_000, n_validation=300, n_test=300, seed=1).test != c.test
     tok = text_tokenizer()
     assert all(tok.unk_id not in tok.encode(s) for s in c.train)
+
+
+def test_formats_of_finds_the_writing():
+    import datetime
+
+    d = datetime.date(2026, 11, 24)
+    for fmt, write in D.DATE_FORMATS.items():
+        assert fmt in D.formats_of(write(d), d.isoformat())
+    assert D.formats_of("not a date", "2026-11-24") == []

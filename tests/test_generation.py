@@ -311,3 +311,15 @@ def test_forward_helpers_mask_source_padding(seq2seq):
         n = int((src[i] != 0).sum())
         alone = G.seq2seq_forward(seq2seq, src[i : i + 1, :n], tgt_in[:1])
         torch.testing.assert_close(alone[0], logits[i], atol=1e-5, rtol=1e-5)
+
+
+def test_distinct_n_and_repetition_measures():
+    from transformer_workbook.generation import distinct_n, repeated_ngram_share
+
+    assert distinct_n(["a b c", "d e f"], 2) == 1.0
+    assert distinct_n(["a b a b a b"], 2) == 2 / 5
+    assert distinct_n(["a"], 2) == 0.0
+    assert repeated_ngram_share("x y z x y z", 3) == 1 / 4
+    assert repeated_ngram_share("the dog runs .", 3) == 0.0
+    with pytest.raises(ValueError):
+        distinct_n(["a"], 0)

@@ -327,3 +327,18 @@ def test_recipes_train_in_one_call():
     lm = T.train_language_model(T.LM_RECIPE.replace(**small), progress=False, eval_every=4, device="cpu")
     assert lm.history.steps == 4 and "val_perplexity" in lm.history.evals[0][1]
     assert len(lm.data.train) == 200
+
+
+@pytest.mark.parametrize("kind", list(T.DIAGNOSES))
+def test_diagnose_run_reads_clear_cut_synthetic_runs(kind):
+    from transformer_workbook.exercises.training import example_run
+
+    for seed in (0, 1):
+        train, val = example_run(kind, 600, 12, seed=seed, nan=(kind == "diverged" and seed == 0))
+        assert train.shape == (600,) and val.shape == (12,)
+        assert T.diagnose_run(train, val) == kind
+
+
+def test_synthetic_run_rejects_unknown_kinds():
+    with pytest.raises(ValueError):
+        T.synthetic_run("bored")

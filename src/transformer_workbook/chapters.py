@@ -101,8 +101,10 @@ CHAPTERS: tuple[Chapter, ...] = (
             explorers=("mask_explorer",), available=True),
     Chapter(7, "07_complexity", "Complexity", "complexity", "complexity",
             explorers=("cost_explorer",), available=True),
-    Chapter(8, "08_training", "Training a Transformer end to end", "training", "training"),
-    Chapter(9, "09_generating", "Generating", "generation", "generation"),
+    Chapter(8, "08_training", "Training a Transformer end to end", "training", "training",
+            explorers=("beam_explorer",), available=True),
+    Chapter(9, "09_generation", "Generating text", "generation", "generation",
+            explorers=("sampling_explorer",), available=True),
 )
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "ordinal",
     "format_date",
     "date_example",
+    "formats_of",
     "all_dates",
     "DateSplits",
     "date_splits",
@@ -181,6 +182,18 @@ def format_date(d: _dt.date, fmt: str) -> str:
 def date_example(d: _dt.date, fmt: str) -> tuple[str, str]:
     """One ``(source, target)`` pair: ``d`` written in ``fmt``, and ``d`` in ISO format."""
     return format_date(d, fmt), d.isoformat()
+
+
+def formats_of(source: str, target: str) -> list[str]:
+    """The formats (keys of :data:`DATE_FORMATS`) that write the date ``target`` as ``source``.
+
+    ``target`` is an ISO date (``"2026-11-24"``). Usually one format; two when
+    they coincide for this date (``"May 17, 1983"`` is both ``"Month d, yyyy"``
+    and ``"Mon d, yyyy"``); none when ``source`` is not a writing of ``target``.
+    Used to analyse a model's errors by format.
+    """
+    d = _dt.date.fromisoformat(target)
+    return [fmt for fmt, write in DATE_FORMATS.items() if write(d) == source]
 
 
 def all_dates() -> list[_dt.date]:

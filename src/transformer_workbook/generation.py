@@ -15,6 +15,10 @@ given a source) and for a decoder-only language model
   (:func:`top_k_filter`) and nucleus / top-p (:func:`top_p_filter`, Holtzman
   et al., 2020, "The Curious Case of Neural Text Degeneration") filters.
 
+Two measures of generated text (Chapter 9): :func:`distinct_n`, the diversity
+of a set of samples, and :func:`repeated_ngram_share`, how much each sample
+repeats itself.
+
 The filters work on logits ``(..., V)`` and set the removed tokens' logits to
 ``-inf`` (probability 0 after the softmax); the transformations are applied
 in the order temperature, top-k, top-p (:func:`transform_logits`).
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +56,8 @@ __all__ = [
     "lm_forward",
     "beam_search",
     "sample",
+    "distinct_n",
+    "repeated_ngram_share",
 ]
 
 
@@ -412,3 +419,44 @@ def beam_search(
     if return_beams:
         return beams, norm
     return beams[:, 0]  # (B, L)
+
+
+# ---------------------------------------------------------------------------
+# Measuring generated text
+# ---------------------------------------------------------------------------
+
+
+def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    """Distinct-n (Li et al., 2016): different word n-grams over all word n-grams of ``texts``.
+
+    Words are separated by spaces (``"."`` counts as a word). 1.0: no n-gram
+    occurs twice in the whole set (very diverse); near 0: the samples keep
+    saying the same things. ``n`` >= 1; texts shorter than ``n`` words add no
+    n-gram. Returns 0.0 when there is no n-gram at all.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    grams = [g for t in texts for g in _ngrams(t.split(), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repeated_ngram_share(text: str, n: int = 3) -> float:
+    """Share of the word n-grams of ``text`` that already occurred earlier in the same text.
+
+    0.0: the text never repeats an n-gram; close to 1: it loops (the
+    degenerate repetition of greedy decoding, Holtzman et al., 2020).
+    Returns 0.0 for a text with no n-gram.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    grams = _ngrams(text.split(), n)
+    seen: set[tuple[str, ...]] = set()
+    repeats = 0
+    for g in grams:
+        repeats += g in seen
+        seen.add(g)
+    return repeats / len(grams) if grams else 0.0

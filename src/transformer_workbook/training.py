@@ -12,6 +12,9 @@
   as on an idle one.
 - :func:`exact_match` (the date task) and :func:`perplexity` (the language
   model): evaluation on held-out data.
+- :func:`diagnose_run`: read a run's loss curves (healthy, still improving,
+  not learning, overfitting, diverged), and :func:`synthetic_run`, curves of
+  each kind to practise on.
 - :func:`save_model` and :func:`load_model`: a model's weights with its
   configuration (and tokenizer), so training can be resumed or reused.
 
@@ -44,6 +47,9 @@ __all__ = [
     "train",
     "exact_match",
     "perplexity",
+    "DIAGNOSES",
+    "synthetic_run",
+    "diagnose_run",
     "save_model",
     "load_model",
     "Recipe",
@@ -425,6 +431,122 @@ def perplexity(
         count += int((targets != tokenizer.pad_id).sum())
     model.train(was_training)
     return math.exp(total / count)
+
+
+# ---------------------------------------------------------------------------
+# Reading loss curves
+# ---------------------------------------------------------------------------
+
+#: What a pair of loss curves can say, and what to do about it.
+DIAGNOSES: dict[str, str] = {
+    "healthy": "both losses fell and levelled off together: the run is done",
+    "still improving": "both losses are still falling at the end: train longer (or faster)",
+    "not learning": "the training loss never moved from where it started: is optimizer.step() "
+                    "called, is the learning rate 0, are the parameters frozen?",
+    "overfitting": "the training loss keeps falling while the validation loss turned back up: "
+                   "more data, regularization (dropout, weight decay) or stop earlier",
+    "diverged": "the loss blew up (to NaN, or far above its best): lower the learning rate, "
+                "warm up longer, clip the gradients",
+}
+
+
+def synthetic_run(kind: str, steps: int = 600, evals: int = 12, seed: int = 0
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss curves shaped like a real run of the given ``kind`` (a key of :data:`DIAGNOSES`).
+
+    Returns ``(train_loss (steps,), val_loss (evals,))``, float32: a noisy
+    training loss at every step, and the validation loss measured at
+    ``evals`` evenly spaced steps, the last one at the last step. The loss
+    starts near ``log(vocabulary)`` (2.5 to 4.5) and its shape follows the
+    kind: an exponential fall that levels off early (healthy) or has not
+    levelled off by the end (still improving); a flat line (not learning); a
+    validation loss that turns up while the training loss keeps falling
+    (overfitting); a fall, then a blow-up, sometimes to NaN (diverged). The
+    levels, speeds and noise are drawn from ``seed``, so practising on one
+    seed and checking on another tests the reading, not the numbers.
+    """
+    if kind not in DIAGNOSES:
+        raise ValueError(f"kind must be one of {list(DIAGNOSES)}, got {kind!r}")
+    if steps < 200 or not 5 <= evals <= steps:
+        raise ValueError("need steps >= 200 and 5 <= evals <= steps")
+    g = torch.Generator().manual_seed(seed)
+    f64 = torch.float64
+
+    def uniform(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=g, dtype=f64))
+
+    start, floor = uniform(2.5, 4.5), uniform(0.05, 0.8)
+    t = torch.arange(1, steps + 1, dtype=f64)  # (steps,)
+    at = torch.linspace(steps / evals, steps, evals, dtype=f64).round().long() - 1  # (evals,) step indices
+    gap = uniform(0.02, 0.15)  # validation loss above the training loss
+
+    def fall(tau: float) -> torch.Tensor:
+        return floor + (start - floor) * torch.exp(-t / tau)  # (steps,)
+
+    if kind == "healthy":
+        train = fall(steps * uniform(0.05, 0.12))
+        val = train[at] + gap
+    elif kind == "still improving":
+        train = fall(steps * uniform(0.8, 1.5))
+        val = train[at] + gap
+    elif kind == "not learning":
+        train = start * (1 - uniform(0.0, 0.02) * t / steps)
+        val = train[at] + gap
+    elif kind == "overfitting":
+        train = fall(steps * uniform(0.05, 0.12))
+        turn = steps * uniform(0.25, 0.45)
+        rise = (start - floor) * uniform(0.25, 0.5) * torch.relu(t - turn) / (steps - turn)
+        val = (train + gap + rise)[at]
+        train = train - 0.3 * floor * torch.relu(t - turn) / (steps - turn)  # it keeps falling
+    else:  # diverged
+        train = fall(steps * uniform(0.05, 0.12))
+        blow = steps * uniform(0.35, 0.65)
+        width = steps * uniform(0.03, 0.08)
+        train = train + torch.expm1(torch.relu(t - blow) / width).clamp(max=1e4)
+        if uniform(0, 1) < 0.5:  # the blow-up reaches inf, then NaN
+            train = torch.where(t > blow + 6 * width, torch.full_like(train, math.nan), train)
+        val = train[at] + gap
+    train = train * torch.exp(uniform(0.02, 0.06) * torch.randn(steps, generator=g, dtype=f64))
+    val = val * torch.exp(uniform(0.005, 0.02) * torch.randn(evals, generator=g, dtype=f64))
+    return train.float(), val.float()
+
+
+def diagnose_run(train_loss: torch.Tensor, val_loss: torch.Tensor) -> str:
+    """Name what a pair of loss curves says: one of the keys of :data:`DIAGNOSES`.
+
+    ``train_loss`` ``(steps,)`` is the training loss at every step (noisy);
+    ``val_loss`` ``(evals,)`` the validation loss at evenly spaced steps, the
+    last at the end. The rules, in order, on curves smoothed over a tenth of
+    the run:
+
+    1. a NaN or infinite loss, or a training loss that ends closer to where it
+       started than to its best (it went back up more than half of what it
+       had gained): ``"diverged"``;
+    2. a training loss that fell by less than a fifth: ``"not learning"``;
+    3. a validation loss that ends above its best by more than a tenth of
+       what the training loss gained: ``"overfitting"``;
+    4. a training loss still falling over the last fifth of the run (by more
+       than 5% of its total fall): ``"still improving"``;
+    5. otherwise ``"healthy"``.
+    """
+    train = torch.as_tensor(train_loss, dtype=torch.float64).flatten()  # (steps,)
+    val = torch.as_tensor(val_loss, dtype=torch.float64).flatten()  # (evals,)
+    if not (torch.isfinite(train).all() and torch.isfinite(val).all()):
+        return "diverged"
+    k = max(1, len(train) // 10)
+    smooth = train.unfold(0, k, 1).mean(dim=-1)  # (steps - k + 1,): running means over k steps
+    first, last, best = smooth[0], smooth[-1], smooth.min()
+    gained = first - best
+    if last - best > 0.5 * gained and gained > 0.2 * first:
+        return "diverged"
+    if gained < 0.2 * first:
+        return "not learning"
+    if val[-1] - val.min() > 0.1 * gained:
+        return "overfitting"
+    fifth = smooth[int(0.8 * (len(smooth) - 1))]
+    if fifth - last > 0.05 * gained:
+        return "still improving"
+    return "healthy"
 
 
 # ---------------------------------------------------------------------------
