@@ -21,7 +21,7 @@ from bench_common import ROOT
 PAGE = ROOT / "book" / "performance.md"
 FIGURES = ROOT / "book" / "performance"
 FIGURE_WIDTH_IN = 6.6  # the book's column (transformer_workbook.figures.COLUMN_IN)
-DPI = 150
+DPI = 100  # small files: the page's figures are kept in git
 #: The course's goal for its model against nn.Transformer, per training step.
 GOAL_RATIO = 1.1
 
@@ -191,7 +191,12 @@ def draw_training(rows: list[dict], path: pathlib.Path, budget_s: float = 30.0) 
                     marker="*", markersize=10, color="#c0392b")
         ax.set(xlabel="training time (s)", ylabel=r["metric"], title=f"Chapter {r['chapter']}")
         if not r["higher_is_better"]:
+            from matplotlib.ticker import FormatStrFormatter
+
             ax.set_yscale("log")
+            for axis in (ax.yaxis,):
+                axis.set_major_formatter(FormatStrFormatter("%g"))
+                axis.set_minor_formatter(FormatStrFormatter("%g"))
         ax.legend(fontsize=7.5)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=8)
@@ -481,6 +486,18 @@ def _training_section(results: dict, figs: dict) -> list[str]:
             f"{within['value']:.4g} (step {within['step']})" if within else "–",
         ])
     out += [_table(["Ch.", "Target", "Step", "Seconds", "Steps/s", "In 30 s"], table), ""]
+    capped = [r for r in rows if not r.get("reached_step") and r.get("max_train_s")
+              and r["steps"] < r["recipe_steps"]]
+    if capped:
+        out += [f"**Shortened runs.** To keep `make bench` within its 10 minutes, this run stopped "
+                f"each chapter's training at its first evaluation after {capped[0]['max_train_s']:.0f} s "
+                "of training (`--train-cap`), before "
+                + " and ".join(f"Chapter {r['chapter']} reached its target (step {r['steps']} of the "
+                               f"recipe's {r['recipe_steps']}; {r['metric']} {r['curve'][-1]['value']:.4g})"
+                               for r in capped)
+                + ". The steps per second hold; the time to the target needs the full run: "
+                "`python benchmarks/run.py training --train-cap 0` (the recipes' steps at the rate above).",
+                ""]
     return out
 
 
@@ -545,6 +562,13 @@ def _grading_section(results: dict) -> list[str]:
         table = [[STAGE_NAMES[s], *[_sig((g.get("stages") or {}).get(s, math.nan)) for g in figs]]
                  for s in stages]
         out += [_table(["Stage", *[f"`--jobs {g['jobs']}` (s)" for g in figs]], table), ""]
+    if any(g["jobs"] > 1 for g in figs):
+        out += ["With `--jobs 2` each submission is graded in one of two worker processes, started "
+                "afresh (`spawn`): a worker's first submission also pays for the worker's start and its "
+                "imports (torch, the package, the exercise registry), which the table counts in *the "
+                "rest*. On a handful of submissions that start weighs heavily; on a cohort it is paid "
+                "twice in all (`make bench-grading` grades 100). On two cores shared with other work, a "
+                "second job also competes with that work for a core.", ""]
     return out
 
 
@@ -624,6 +648,14 @@ def render(results: dict, previous: dict | None = None, figs: dict | None = None
         f"(over 1 minute; {m['cores']} cores: a load above {m['cores']} means processes waited for a core)",
         "",
     ]
+    loads = [v[0] for v in [results.get("load_before"), results.get("load_after"),
+                            *[sec.get("load_before") for sec in results.get("sections", {}).values()]]
+             if v]
+    if loads and max(loads) > m["cores"]:
+        out += [f"**A loaded machine.** This run shared its {m['cores']} cores with other work (load "
+                f"average up to {max(loads):.1f}), so its times are longer than on a quiet machine, by as "
+                "much as the load: read the *ratios*, measured side by side, which the load changes far "
+                "less, and the section on noise below.", ""]
     short = summary_rows(results)
     if short:
         out += ["## In short", "", _table(["Figure", "This run"], short), ""]

@@ -32,9 +32,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
+
+# As the Makefile sets them (before torch starts its OpenMP threads): on shared
+# cores, threads that spin while they wait for each other made training steps
+# ten times slower (measured: 1 s a step instead of 0.1 s at load average 6).
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
@@ -60,7 +67,8 @@ def run_sections(names, args) -> dict:
         "command": "make bench" if set(names) == set(SECTIONS) else
                    f"python benchmarks/run.py {' '.join(names)}",
         "options": {"repeats": args.repeats, "notebook_budget_s": args.notebook_budget,
-                    "train_cap_s": args.train_cap, "grading_n": args.grading_n},
+                    "train_cap_s": args.train_cap, "grading_n": args.grading_n,
+                    "budget_s": args.budget, "book_repeats": args.book_repeats},
         "commit": common.git_commit(),
         "machine": common.machine(),
         "load_before": common.load(),
@@ -90,11 +98,11 @@ def _measure(name: str, args):
     if name == "modules":
         import bench_modules
 
-        return bench_modules.module_rows(r)
+        return bench_modules.module_rows(max(r, MODULE_REPEATS))
     if name == "sizes":
         import bench_modules
 
-        return bench_modules.size_rows(r)
+        return bench_modules.size_rows(max(r, MODULE_REPEATS))
     if name == "attention":
         import bench_modules
 
@@ -114,16 +122,33 @@ def _measure(name: str, args):
     if name == "notebooks":
         import bench_course
 
-        return bench_course.notebook_rows(args.notebook_budget or None)
+        return bench_course.notebook_rows(notebook_budget(args))
     if name == "book":
         import bench_course
 
-        return bench_course.book_rows(max(1, min(r, 3)))
+        return bench_course.book_rows(args.book_repeats)
     if name == "grading":
         import bench_grading
 
         return bench_grading.grade_cohort(args.grading_n, (1, 2))
     raise ValueError(name)
+
+
+#: At least this many repeats for the modules and sizes: one training step is one sample
+#: there, and single steps on shared cores vary by half their time.
+MODULE_REPEATS = 5
+#: Seconds kept, out of --budget, for what runs after the notebooks (make book, the grader).
+RESERVE_AFTER_NOTEBOOKS_S = 180.0
+
+
+def notebook_budget(args) -> float | None:
+    """The seconds the notebooks may take: --notebook-budget, less if the whole run's
+    --budget would not leave :data:`RESERVE_AFTER_NOTEBOOKS_S` for the book and the grader."""
+    budgets = [b for b in (args.notebook_budget,) if b]
+    if args.budget:
+        left = args.budget - (time.perf_counter() - args.started) - RESERVE_AFTER_NOTEBOOKS_S
+        budgets.append(max(30.0, left))
+    return min(budgets) if budgets else None
 
 
 def save(results: dict, folder: pathlib.Path = RESULTS) -> pathlib.Path:
@@ -161,13 +186,18 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sections", nargs="*", metavar="SECTION",
                         help=f"sections to run (default: all): {', '.join(SECTIONS)}")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per figure (default 5)")
-    parser.add_argument("--notebook-budget", type=float, default=300.0, metavar="SECONDS",
-                        help="stop starting notebooks after this many seconds (0: no limit; default 300)")
-    parser.add_argument("--train-cap", type=float, default=240.0, metavar="SECONDS",
-                        help="stop a chapter's training after this many seconds of training if its "
-                        "target is not reached (default 240)")
-    parser.add_argument("--grading-n", type=int, default=6, help="submissions to grade (default 6)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per figure (default 3)")
+    parser.add_argument("--budget", type=float, default=540.0, metavar="SECONDS",
+                        help="the whole run's budget: the notebooks get what the other sections leave "
+                        "(0: no limit; default 540)")
+    parser.add_argument("--notebook-budget", type=float, default=240.0, metavar="SECONDS",
+                        help="stop starting notebooks after this many seconds (0: no limit; default 240)")
+    parser.add_argument("--train-cap", type=float, default=45.0, metavar="SECONDS",
+                        help="stop a chapter's training at its first evaluation after this many seconds "
+                        "of training if its target is not reached (default 45; 0: train until the "
+                        "target or the recipe's last step)")
+    parser.add_argument("--book-repeats", type=int, default=1, help="builds of the book to time (default 1)")
+    parser.add_argument("--grading-n", type=int, default=4, help="submissions to grade (default 4)")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS, help="folder of the raw results")
     parser.add_argument("--page-from", type=pathlib.Path, metavar="RESULTS.json",
                         help="measure nothing: write the page from these results")
@@ -175,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the run to compare with (default: the previous complete run)")
     parser.add_argument("--no-page", action="store_true", help="do not write book/performance.md")
     args = parser.parse_args(argv)
+    args.started = time.perf_counter()
     unknown = [s for s in args.sections if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; the sections: {', '.join(SECTIONS)}")
