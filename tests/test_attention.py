@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer_workbook.attention import attention_entropy, scaled_dot_product_attention, softmax
+from transformer_workbook.attention import (
+    attention_entropy,
+    fit,
+    hard_attention,
+    scaled_dot_product_attention,
+    softmax,
+)
 
 
 @pytest.mark.parametrize(
@@ -116,3 +122,77 @@ def test_entropy_bounds():
     torch.testing.assert_close(attention_entropy(uniform), torch.full((3,), math.log(8)))
     one_hot = torch.eye(4)
     assert torch.equal(attention_entropy(one_hot), torch.zeros(4))
+
+
+# ---- hard_attention: the T -> 0 limit ----------------------------------------
+
+
+def test_hard_attention_is_the_limit_of_a_vanishing_temperature():
+    q, k, v = _qkv(2, lq=4, lk=6, d_k=8, d_v=3, seed=5)
+    out_hard, w_hard = hard_attention(q, k, v)
+    assert ((w_hard == 0) | (w_hard == 1)).all() and (w_hard.sum(-1) == 1).all()
+    best = (q @ k.transpose(-2, -1)).argmax(dim=-1)  # (B, Lq)
+    torch.testing.assert_close(out_hard, torch.gather(v, 1, best[..., None].expand(-1, -1, 3)))
+    for t in (1e-2, 1e-3):  # softmax(scores / T) approaches it as T shrinks
+        out_t, w_t = scaled_dot_product_attention(q / t, k, v)
+        torch.testing.assert_close(w_t, w_hard, atol=1e-3, rtol=0)
+        torch.testing.assert_close(out_t, out_hard, atol=1e-2, rtol=0)
+
+
+def test_hard_attention_ties_share_and_masks_apply():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # (Lq=2, d)
+    k = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # keys 0 and 1 tie for query 0
+    v = torch.tensor([[2.0], [4.0], [8.0]])
+    out, w = hard_attention(q, k, v)
+    torch.testing.assert_close(w, torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]))
+    torch.testing.assert_close(out, torch.tensor([[3.0], [8.0]]))  # the tie's mean: its limit
+    torch.testing.assert_close(scaled_dot_product_attention(q / 1e-4, k, v)[1], w)
+    mask = torch.tensor([[False, True, True], [False, False, False]])  # query 1 sees nothing
+    out_m, w_m = hard_attention(q, k, v, mask)
+    torch.testing.assert_close(w_m, torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))
+    torch.testing.assert_close(out_m, torch.tensor([[4.0], [0.0]]))
+    with pytest.raises(TypeError, match="bool"):
+        hard_attention(q, k, v, mask.float())
+
+
+# ---- fit: the toy tasks' training loop ----------------------------------------
+
+
+def _regression(seed):
+    g = torch.Generator().manual_seed(seed)
+    w_true = torch.randn(4, 2, generator=g)
+    w = torch.zeros(4, 2, requires_grad=True)
+
+    def loss_fn():
+        x = torch.randn(16, 4, generator=g)
+        return ((x @ w - x @ w_true) ** 2).mean()
+
+    return w, w_true, loss_fn
+
+
+def test_fit_learns_and_is_deterministic():
+    w, w_true, loss_fn = _regression(0)
+    losses = fit([w], loss_fn, steps=300, lr=0.05)
+    assert len(losses) == 300 and losses[-1] < 1e-3 * losses[0]
+    torch.testing.assert_close(w.detach(), w_true, atol=1e-2, rtol=0)
+    w2, _, loss_fn2 = _regression(0)
+    assert fit([w2], loss_fn2, steps=300, lr=0.05) == losses  # same seed, same run
+    torch.testing.assert_close(w2, w)
+
+
+def test_fit_restores_the_thread_count_and_checks_its_arguments():
+    before = torch.get_num_threads()
+    w, _, loss_fn = _regression(1)
+    fit([w], loss_fn, steps=2)
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError):
+        fit([], loss_fn, steps=2)
+    with pytest.raises(ValueError):
+        fit([w], loss_fn, steps=-1)
+
+    def broken():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fit([w], broken, steps=1)
+    assert torch.get_num_threads() == before

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from transformer_workbook.exercises import check, get
-from transformer_workbook.exercises.attention import BUGGY_ATTENTION_WEIGHTS
+from transformer_workbook.exercises.attention import BUGGY_ATTENTION_WEIGHTS, FOCUS, build_w_q_cases
 
 # ---- learner-style wrong answers, written independently --------------------
 
@@ -149,3 +149,95 @@ def test_feedback_never_shows_reference_values():
     for value in expected.flatten()[:10].tolist():
         for digits in (2, 3, 4):
             assert f"{value:.{digits}f}" not in res.message
+
+
+# ---- build_w_q: several right answers, each wrong one named --------------------
+
+
+def w_outer_loop(x, target):  # right: a sum of outer products, strength from the hint's bound
+    L, d = x.shape
+    w_q = torch.zeros(d, d)
+    for i in range(L):
+        w_q += torch.outer(x[i], x[int(target[i])])
+    return w_q * 2 * math.sqrt(d) * math.log(9 * (L - 1))
+
+
+def w_pinv(x, target):  # right: solve x @ W = s * x[target] (pinv, any full-rank rows)
+    return 1000.0 * torch.linalg.pinv(x) @ x[target]
+
+
+def w_one_hot_matrix(x, target):  # right: x.T @ T @ x with T the wanted pattern
+    pattern = torch.nn.functional.one_hot(target, x.shape[0]).float()  # (L, L)
+    return 100.0 * x.T @ pattern @ x
+
+
+def w_chapter_strength(x, target):  # the direction, with section 1.2's strength 6
+    return 6.0 * x.T @ x[target]
+
+
+def w_identity(x, target):
+    return 30.0 * torch.eye(x.shape[1])
+
+
+def w_projector(x, target):  # x.T @ x projects onto the tokens: each finds itself
+    return 30.0 * x.T @ x
+
+
+def w_transposed(x, target):
+    return 50.0 * x[target].T @ x
+
+
+def w_token_coordinates(x, target):  # section 1.2's recipe: W[my feature, feature I look for]
+    L, d = x.shape
+    w_q = torch.zeros(d, d)
+    for i in range(L):
+        w_q[i, target[i]] = 25.0
+    return w_q
+
+
+def w_pattern(x, target):
+    return 10.0 * torch.nn.functional.one_hot(target, x.shape[0]).float()  # (L, L)
+
+
+def w_hard_coded_20(x, target):  # strong enough for small d only: no diagnosis fits
+    return 20.0 * x.T @ x[target]
+
+
+def w_numpy(x, target):
+    return (50.0 * x.T @ x[target]).numpy()
+
+
+@pytest.mark.parametrize(
+    "fn,expected",
+    [
+        (w_outer_loop, None), (w_pinv, None), (w_one_hot_matrix, None),
+        (w_chapter_strength, "too-flat"), (w_identity, "looks-at-itself"),
+        (w_projector, "looks-at-itself"), (w_transposed, "who-looks-at-me"),
+        (w_token_coordinates, "assumes-one-hot"), (w_pattern, "returns-the-pattern"),
+    ],
+)
+def test_build_w_q_learner_answers(fn, expected):
+    res = check("attention.build_w_q", fn, quiet=True)
+    if expected is None:
+        assert res.passed, res.message
+    else:
+        assert res.status == "failed" and res.mistake == expected, res.message
+
+
+def test_build_w_q_other_wrong_answers_get_generic_feedback():
+    res = check("attention.build_w_q", w_hard_coded_20, quiet=True)
+    assert res.mistake == "wrong-values" and 0 < res.cases_passed < res.cases_total, res.message
+    assert "d=64" in res.message  # the case where sqrt(d) matters most
+    res = check("attention.build_w_q", w_numpy, quiet=True)
+    assert res.status == "error" and "must return a tensor of shape (d, d)" in res.message
+
+
+def test_build_w_q_cases_need_a_real_strength():
+    """Every case needs a strength of at least 10, and the rows of every x are orthonormal."""
+    for seed in (0, 1, 7):
+        for case in build_w_q_cases(seed):
+            x, target = case.args
+            L, d = x.shape
+            assert L <= d and math.sqrt(d) * math.log(9 * (L - 1)) > 10
+            torch.testing.assert_close(x @ x.T, torch.eye(L), atol=1e-5, rtol=0)
+            assert target.shape == (L,) and FOCUS == 0.9

@@ -480,3 +480,112 @@ def test_check_does_not_change_the_learners_class_or_case_weights():
     run_cases(PerHeadLoop, cases, call=ex.call)
     for k, v in before.items():
         assert torch.equal(cases[0].params[k], v)
+
+
+# ---------------------------------------------------------------------------
+# spot_the_bug: the reviewed self-attention module, edited the way learners edit it
+# ---------------------------------------------------------------------------
+
+from transformer_workbook.exercises.multihead import BUGGY_SELF_ATTENTION  # noqa: E402
+
+SPLIT_BUG = "{t} = {t}.reshape(B, self.n_heads, L, self.d_head)"
+SCALE_BUG = "/ math.sqrt(D)"
+MASK_BUG = "~pad_mask.unsqueeze(1)"
+
+
+def edited(split=None, scale=None, mask=None):
+    """The reviewed code with some of its three buggy lines replaced."""
+    source = BUGGY_SELF_ATTENTION
+    if split is not None:
+        for t in "qkv":
+            source = source.replace(SPLIT_BUG.format(t=t), split.format(t=t))
+    if scale is not None:
+        source = source.replace(SCALE_BUG, scale)
+    if mask is not None:
+        source = source.replace(MASK_BUG, mask)
+    namespace = {"math": math, "torch": torch, "nn": nn, "F": F}
+    exec(source, namespace)
+    return namespace["SelfAttention"]
+
+
+FIX_SPLIT = "{t} = {t}.view(B, L, self.n_heads, self.d_head).transpose(1, 2)"
+FIX_SPLIT_UNFLATTEN = "{t} = {t}.unflatten(-1, (self.n_heads, self.d_head)).permute(0, 2, 1, 3)"
+FIX_SCALE = "/ math.sqrt(self.d_head)"
+FIX_SCALE_POW = "/ (D // self.n_heads) ** 0.5"
+FIX_MASK = "~pad_mask[:, None, None, :]"
+FIX_MASK_UNSQUEEZE = "~pad_mask.unsqueeze(1).unsqueeze(2)"
+
+
+def test_spot_the_bug_the_reviewed_code_is_recognised():
+    assert verdict("multihead.spot_the_bug", edited()).mistake == "unchanged"
+
+
+@pytest.mark.parametrize(
+    "edits,expected",
+    [
+        ({"split": FIX_SPLIT, "scale": FIX_SCALE, "mask": FIX_MASK}, None),
+        ({"split": FIX_SPLIT_UNFLATTEN, "scale": FIX_SCALE_POW, "mask": FIX_MASK_UNSQUEEZE}, None),
+        ({"mask": FIX_MASK}, "split-and-scale-remain"),
+        ({"scale": FIX_SCALE_POW}, "split-and-mask-remain"),
+        ({"split": FIX_SPLIT}, "scale-and-mask-remain"),
+        ({"scale": FIX_SCALE, "mask": FIX_MASK_UNSQUEEZE}, "split-remains"),
+        ({"split": FIX_SPLIT_UNFLATTEN, "mask": FIX_MASK}, "scale-remains"),
+        ({"split": FIX_SPLIT, "scale": FIX_SCALE}, "mask-remains"),
+        ({"split": FIX_SPLIT, "scale": FIX_SCALE, "mask": "~pad_mask[:, None, :, None]"},
+         "mask-hides-queries"),
+    ],
+)
+def test_spot_the_bug_fixes_and_partial_fixes(edits, expected):
+    res = verdict("multihead.spot_the_bug", edited(**edits))
+    if expected is None:
+        assert res.passed, res.message
+    else:
+        assert res.status == "failed" and res.mistake == expected, res.message
+
+
+class FusedSelfAttention(nn.Module):
+    """A right answer written another way: heads by unflatten, PyTorch's fused attention, -1e9."""
+
+    def __init__(self, d_model, n_heads):
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x, pad_mask=None):
+        B, L, D = x.shape
+        q, k, v = (t.unflatten(-1, (self.n_heads, -1)).transpose(1, 2)
+                   for t in self.qkv(x).chunk(3, dim=-1))
+        mask = None if pad_mask is None else pad_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(out.transpose(1, 2).reshape(B, L, D))
+
+
+class MinusOneE9SelfAttention(FusedSelfAttention):
+    def forward(self, x, pad_mask=None):
+        B, L, D = x.shape
+        q, k, v = (t.reshape(B, L, self.n_heads, self.d_head).transpose(1, 2)
+                   for t in self.qkv(x).chunk(3, dim=-1))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)
+        if pad_mask is not None:
+            scores = scores.masked_fill(pad_mask[:, None, None, :] == 0, -1e9)
+        return self.out((scores.softmax(-1) @ v).transpose(1, 2).reshape(B, L, D))
+
+
+class RenamedSelfAttention(FusedSelfAttention):
+    def __init__(self, d_model, n_heads):
+        nn.Module.__init__(self)
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.to_qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+
+@pytest.mark.parametrize("cls", [FusedSelfAttention, MinusOneE9SelfAttention])
+def test_spot_the_bug_accepts_other_right_answers(cls):
+    res = verdict("multihead.spot_the_bug", cls)
+    assert res.passed, res.message
+
+
+def test_spot_the_bug_renamed_layers_are_reported_by_name():
+    res = verdict("multihead.spot_the_bug", RenamedSelfAttention)
+    assert res.status == "error" and "qkv.weight" in res.message, res.message

@@ -19,7 +19,7 @@ from transformer_workbook.exercises.judging import outcomes_agree
 from transformer_workbook.exercises.positional import BUGGY_POSITIONAL_TABLE, ODD_NOTE
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CH3 = ["positional.sinusoidal_encoding", "positional.spot_the_bug"]
+CH3 = ["positional.sinusoidal_encoding", "positional.spot_the_bug", "positional.apply_rope"]
 SIN = "positional.sinusoidal_encoding"
 BUG = "positional.spot_the_bug"
 
@@ -294,3 +294,127 @@ def test_solutions_notebook_shows_the_same_buggy_code():
         if c["cell_type"] == "markdown"
     )
     assert BUGGY_POSITIONAL_TABLE.strip() in markdown
+
+
+# ---- apply_rope: learner-style answers ---------------------------------------------
+
+ROPE = "positional.apply_rope"
+
+
+def rope_vectorised(*, exponent="arange2", start=0, sign=1.0, use_positions=True, use_base=True,
+                    keep_dtype=True):
+    """The usual vectorised RoPE, with one thing changed."""
+
+    def apply_rope(x, positions=None, base=10000.0):
+        L, d = x.shape[-2], x.shape[-1]
+        if d % 2:
+            raise ValueError("d must be even")
+        if positions is None or not use_positions:
+            positions = torch.arange(start, start + L)
+        b = base if use_base else 10000.0
+        if exponent == "arange2":
+            inv_freq = 1.0 / b ** (torch.arange(0, d, 2).double() / d)
+        elif exponent == "pair-index":
+            inv_freq = 1.0 / b ** (torch.arange(d // 2).double() / d)
+        else:  # "doubled"
+            inv_freq = 1.0 / b ** (2 * torch.arange(0, d, 2).double() / d)
+        angle = torch.as_tensor(positions).double()[:, None] * inv_freq  # (L, d/2)
+        cos, sin = angle.cos(), sign * angle.sin()
+        x1, x2 = x[..., 0::2].double(), x[..., 1::2].double()
+        out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+        return out.to(x.dtype) if keep_dtype else out
+
+    return apply_rope
+
+
+def rope_complex_numbers(x, positions=None, base=10000.0):  # right: pairs as complex numbers
+    d = x.shape[-1]
+    if positions is None:
+        positions = torch.arange(x.shape[-2])
+    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    rot = torch.polar(torch.ones(len(positions), d // 2, dtype=torch.float64),
+                      torch.as_tensor(positions, dtype=torch.float64)[:, None] * theta)
+    z = torch.view_as_complex(x.double().reshape(*x.shape[:-1], d // 2, 2).contiguous())
+    return torch.view_as_real(z * rot).flatten(-2).to(x.dtype)
+
+
+def rope_conjugate(x, positions=None, base=10000.0):  # complex numbers, rotating by -angle
+    d = x.shape[-1]
+    if positions is None:
+        positions = torch.arange(x.shape[-2])
+    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    rot = torch.polar(torch.ones(len(positions), d // 2, dtype=torch.float64),
+                      torch.as_tensor(positions, dtype=torch.float64)[:, None] * theta)
+    z = torch.view_as_complex(x.double().reshape(*x.shape[:-1], d // 2, 2).contiguous())
+    return torch.view_as_real(z * rot.conj()).flatten(-2).to(x.dtype)
+
+
+def rope_hugging_face(x, positions=None, base=10000.0):  # the rotate_half layout
+    d, L = x.shape[-1], x.shape[-2]
+    if positions is None:
+        positions = torch.arange(L)
+    inv_freq = 1.0 / (base ** (torch.arange(0, d, 2).float() / d))
+    freqs = torch.outer(torch.as_tensor(positions).float(), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
+    return (x * emb.cos() + torch.cat((-x2, x1), dim=-1) * emb.sin()).to(x.dtype)
+
+
+def rope_loop(x, positions=None, base=10000.0):  # right, one pair at a time
+    d = x.shape[-1]
+    if d % 2 == 1:
+        raise ValueError("odd")
+    L = x.shape[-2]
+    pos = list(range(L)) if positions is None else [float(p) for p in positions]
+    out = x.clone()
+    for j in range(L):
+        for i in range(d // 2):
+            a = pos[j] * base ** (-2 * i / d)
+            c, s = math.cos(a), math.sin(a)
+            x1, x2 = x[..., j, 2 * i], x[..., j, 2 * i + 1]
+            out[..., j, 2 * i] = x1 * c - x2 * s
+            out[..., j, 2 * i + 1] = x1 * s + x2 * c
+    return out
+
+
+def rope_uses_the_package(x, positions=None, base=10000.0):
+    from transformer_workbook.positional import apply_rope
+
+    return apply_rope(x, positions, base)
+
+
+@pytest.mark.parametrize(
+    "fn,expected",
+    [
+        (rope_vectorised(), None),
+        (rope_complex_numbers, None),
+        (rope_loop, None),
+        (rope_hugging_face, "pairs-halves"),
+        (rope_vectorised(exponent="pair-index"), "exponent-not-doubled"),
+        (rope_vectorised(exponent="doubled"), "exponent-doubled"),
+        (rope_vectorised(start=1), "positions-from-one"),
+        (rope_vectorised(sign=-1.0), "rotates-backwards"),
+        (rope_conjugate, "rotates-backwards"),
+        (rope_vectorised(use_positions=False), "ignores-positions"),
+        (rope_vectorised(use_base=False), "ignores-base"),
+        (rope_vectorised(keep_dtype=False), "wrong-dtype"),
+        (rope_uses_the_package, "uses-package"),
+    ],
+)
+def test_rope_learner_answers(fn, expected):
+    res = check(ROPE, fn, quiet=True)
+    if expected is None:
+        assert res.passed, res.message
+    else:
+        assert res.status == "failed" and res.mistake == expected, res.message
+
+
+def test_rope_odd_d_must_raise():
+    def no_check(x, positions=None, base=10000.0):  # pads silently instead of refusing
+        if x.shape[-1] % 2:
+            x = torch.nn.functional.pad(x, (0, 1))[..., : x.shape[-1]]
+            return x
+        return rope_vectorised()(x, positions, base)
+
+    res = check(ROPE, no_check, quiet=True)
+    assert res.status == "failed" and res.mistake == "should-raise", res.message

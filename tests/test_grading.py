@@ -33,6 +33,8 @@ pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHAPTER = "01_attention"
 IDS = ["attention.softmax", "attention.scaled_dot_product_attention", "attention.spot_the_bug"]
+# Alice answers every exercise of the chapter, the three above and the W_Q one.
+ALICE_IDS = [*IDS, "attention.build_w_q"]
 # Small limits keep the run short: a cell is interrupted after 4 s, a notebook
 # killed after 30 s, a kernel limited to 2 GiB.
 TIMEOUT, CELL_TIMEOUT, MEMORY_MB = 30, 4, 2048
@@ -65,6 +67,12 @@ WEIGHTS = """\
 def attention_weights(q, k):
     scores = q @ k.transpose(1, 2) / math.sqrt(k.size(-1))
     return torch.softmax(scores, dim=-1)
+"""
+BUILD_W_Q = """\
+def build_w_q(x, target):
+    d = x.shape[1]
+    wanted = x[target]  # (L, d): query i should look like key target[i]
+    return 10 * math.sqrt(d) * x.T @ wanted
 """
 GOOD = [SETUP, SOFTMAX, SDPA, WEIGHTS]
 
@@ -209,7 +217,7 @@ def submissions(folder: pathlib.Path) -> dict[str, pathlib.Path]:
     for name, real in REAL.items():
         add(name, raw=real.read_bytes())
     # No metadata: the chapter comes from the file name.
-    add(f"alice_{CHAPTER}.ipynb", GOOD, chapter=None)
+    add(f"alice_{CHAPTER}.ipynb", [*GOOD, BUILD_W_Q], chapter=None)
     add("messy.ipynb", MESSY_CELLS)
     add("cheater.ipynb", [SETUP, WRONG_SOFTMAX, WRONG_SDPA, WRONG_WEIGHTS, CHEATS])
     add("broken.ipynb", [
@@ -321,7 +329,8 @@ def test_csv_has_a_row_per_submission_and_a_column_per_exercise(graded):
     rows = {pathlib.Path(r["path"]).name: r for r in graded["csv"]}
     assert set(rows) == {pathlib.Path(s["path"]).name for s in graded["report"]["submissions"]}
     good = rows[f"alice_{CHAPTER}.ipynb"]
-    assert [good[i] for i in IDS] == ["2", "3", "2"] and good["score"] == good["max_score"] == "7"
+    assert [good[i] for i in ALICE_IDS] == ["2", "3", "2", "3"]
+    assert good["score"] == good["max_score"] == "10"
     assert rows["homework.ipynb"]["attention.softmax"] == ""
 
 
@@ -355,11 +364,11 @@ def test_points_come_from_the_registry_and_chapter_from_the_file_name(graded):
     sub = graded["by"][f"alice_{CHAPTER}.ipynb"]
     assert sub["chapter"] == CHAPTER and sub["status"] == "graded"
     ex = exercises(sub)
-    assert list(ex) == IDS
-    for i in IDS:
+    assert list(ex) == ALICE_IDS
+    for i in ALICE_IDS:
         assert ex[i]["status"] == "passed"
         assert ex[i]["points"] == ex[i]["max_points"] == get(i).points
-    assert sub["score"] == sum(get(i).points for i in IDS)
+    assert sub["score"] == sum(get(i).points for i in ALICE_IDS)
     assert ex["attention.softmax"]["message"] == expected_message("attention.softmax", SOFTMAX, "softmax")
 
 

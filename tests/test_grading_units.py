@@ -246,9 +246,36 @@ def test_kernel_time_is_wall_time_less_the_wait_for_a_cpu(tmp_path):
     assert not blind.exact and blind.waited() == 0
 
 
+def test_the_kernel_clock_counts_the_longest_wait_of_any_thread(tmp_path):
+    """A check runs the learner's code in a worker thread while the main thread sleeps."""
+    tasks = tmp_path / "task"
+
+    def waits(**seconds):
+        for tid in list(tasks.iterdir()) if tasks.exists() else []:
+            if tid.name not in seconds:
+                (tid / "schedstat").unlink()
+                tid.rmdir()
+        for tid, s in seconds.items():
+            (tasks / tid).mkdir(parents=True, exist_ok=True)
+            (tasks / tid / "schedstat").write_text(f"1 {int(s * 1e9)} 1\n")
+
+    waits(main=1.0)
+    clock = kernel.KernelClock(0, tasks=tasks)
+    assert clock.exact and clock.waited() == 0
+    waits(main=1.0, worker=3.0)  # a new worker thread waited 3 s for a CPU
+    assert clock.waited() == pytest.approx(3.0)
+    waits(main=1.0, worker2=2.0)  # it ended; the next one waited 2 s
+    assert clock.waited() == pytest.approx(5.0)
+    waits(main=1.5, worker2=3.0, omp=1.0)  # side by side: the longest wait, not the sum
+    assert clock.waited() == pytest.approx(6.0)
+    waits()  # the process is gone: its last reading stays
+    assert clock.waited() == pytest.approx(6.0)
+
+
 def test_a_real_process_has_a_kernel_clock():
     clock = kernel.KernelClock(os.getpid())
-    assert clock.exact, "Linux reports /proc/PID/schedstat"
+    assert clock.exact, "Linux reports /proc/PID/task/TID/schedstat"
+    assert 0 <= clock.now() <= clock.wall()
 
 
 class FakeClock:

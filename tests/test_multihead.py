@@ -15,6 +15,7 @@ from transformer_workbook.multihead import (
     KVCache,
     MultiHeadAttention,
     combine_heads,
+    neighbour_task,
     split_heads,
     to_torch_attn_mask,
 )
@@ -291,6 +292,64 @@ def test_fused_kernel_is_the_torch_one():
     q, k, v = (split_heads(p(x), H) for p in (m.q_proj, m.k_proj, m.v_proj))
     expected = m.out_proj(combine_heads(F.scaled_dot_product_attention(q, k, v)))
     torch.testing.assert_close(m(x, x, x, need_weights=False)[0], expected)
+
+
+# ---------------------------------------------------------------------------
+# neighbour_task: one head against two, at the same parameter count
+# ---------------------------------------------------------------------------
+
+
+def test_neighbour_task_inputs_and_targets():
+    x, targets = neighbour_task(3, 5, 4, torch.Generator().manual_seed(0))
+    assert x.shape == (3, 5, 4 + 5) and targets.shape == (3, 5, 2) and targets.dtype == torch.int64
+    tokens = x[..., :4].argmax(dim=-1)  # (B, L)
+    assert (x[..., :4].sum(-1) == 1).all()
+    torch.testing.assert_close(x[..., 4:], torch.eye(5).expand(3, 5, 5))  # positions written in
+    for p in range(5):
+        assert torch.equal(targets[:, p, 0], tokens[:, (p - 1) % 5])
+        assert torch.equal(targets[:, p, 1], tokens[:, (p + 1) % 5])
+    with pytest.raises(ValueError):
+        neighbour_task(1, 1, 4, torch.Generator())
+
+
+def _train_neighbours(n_heads, vocab=8, seq_len=8, steps=150):
+    from transformer_workbook.attention import fit
+
+    torch.manual_seed(0)
+    model = MultiHeadAttention(vocab + seq_len, n_heads)
+    g = torch.Generator().manual_seed(1)
+
+    def loss_fn():
+        x, targets = neighbour_task(64, seq_len, vocab, g)
+        out, _ = model(x, x, x)  # (B, L, 2 * vocab): previous-token and next-token logits
+        logits = out.reshape(-1, seq_len, 2, vocab)
+        return F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
+
+    fit(model.parameters(), loss_fn, steps=steps, lr=0.05)
+    x, targets = neighbour_task(256, seq_len, vocab, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out, weights = model(x, x, x)
+    accuracy = (out.reshape(256, seq_len, 2, vocab).argmax(-1) == targets).float().mean(dim=(0, 1))
+    return model, accuracy, weights
+
+
+def test_two_heads_learn_both_neighbours_one_head_cannot():
+    one, acc_one, _ = _train_neighbours(1)
+    two, acc_two, weights = _train_neighbours(2)
+    count = sum(p.numel() for p in one.parameters())
+    assert count == sum(p.numel() for p in two.parameters())
+    assert (acc_two > 0.99).all()
+    assert acc_one.min() < 0.5  # one of the two relations is lost
+    # Each of the two heads follows one neighbour: its weights sit on offset -1 or +1.
+    L = weights.shape[-1]
+    mean = weights.mean(dim=0)  # (H, L, L)
+    offsets = []
+    for h in range(2):
+        keys = mean[h].argmax(dim=-1)  # (L,)
+        offset = {int((k - p + 1) % L) - 1 for p, k in enumerate(keys.tolist())}
+        assert len(offset) == 1 and mean[h].amax(dim=-1).min() > 0.7
+        offsets.append(offset.pop())
+    assert sorted(offsets) == [-1, 1]
 
 
 # ---------------------------------------------------------------------------

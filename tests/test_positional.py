@@ -9,12 +9,18 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from transformer_workbook.attention import scaled_dot_product_attention
 from transformer_workbook.positional import (
     LearnedPositionalEmbedding,
     PositionalEncoding,
+    alibi_bias,
+    alibi_slopes,
     apply_rope,
+    apply_rope_half,
+    interleaved_to_halves,
+    rotate_half,
     shift_matrix,
     sinusoidal_encoding,
 )
@@ -340,3 +346,101 @@ def test_rope_relates_to_the_sinusoidal_table():
 def test_rope_needs_even_size():
     with pytest.raises(ValueError, match="even"):
         apply_rope(torch.zeros(3, 5))
+
+
+# ---- RoPE in the halves layout (Hugging Face) --------------------------------
+
+
+def hf_rope(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Hugging Face Llama's RoPE, as its code writes it: inv_freq, cat(freqs, freqs), rotate_half."""
+    d, length = x.shape[-1], x.shape[-2]
+    inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    freqs = torch.outer(torch.arange(length, dtype=torch.float64), inv_freq)  # (L, d/2)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (L, d)
+    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
+    return x * emb.cos() + torch.cat((-x2, x1), dim=-1) * emb.sin()
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (2, 7, 8), (2, 3, 5, 16)])
+def test_rope_half_matches_hugging_face_and_permutes_into_apply_rope(shape):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(apply_rope_half(x), hf_rope(x))
+    torch.testing.assert_close(apply_rope_half(x, base=500.0), hf_rope(x, base=500.0))
+    perm = interleaved_to_halves(shape[-1])
+    # The two conventions agree up to the permutation of the features ...
+    torch.testing.assert_close(apply_rope_half(x[..., perm]), apply_rope(x)[..., perm])
+    # ... so the scores (dot products over all features) are the same.
+    y = torch.randn(*shape, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(
+        apply_rope_half(x[..., perm]) @ apply_rope_half(y[..., perm]).transpose(-2, -1),
+        apply_rope(x) @ apply_rope(y).transpose(-2, -1),
+    )
+    # Without the permutation they differ (the pairs are other features).
+    assert not torch.allclose(apply_rope_half(x), apply_rope(x))
+
+
+def test_rotate_half_and_the_permutation():
+    x = torch.arange(6.0)
+    torch.testing.assert_close(rotate_half(x), torch.tensor([-3.0, -4.0, -5.0, 0.0, 1.0, 2.0]))
+    assert interleaved_to_halves(6).tolist() == [0, 2, 4, 1, 3, 5]
+    with pytest.raises(ValueError):
+        interleaved_to_halves(5)
+    with pytest.raises(ValueError, match="even"):
+        apply_rope_half(torch.zeros(2, 3))
+
+
+# ---- ALiBi ----------------------------------------------------------------------
+
+
+def paper_slopes(n):
+    """The slopes exactly as the ALiBi paper's code (ofirpress/attention_with_linear_biases) computes them."""
+
+    def get_slopes_power_of_2(n):
+        start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+        ratio = start
+        return [start * ratio**i for i in range(n)]
+
+    if math.log2(n).is_integer():
+        return get_slopes_power_of_2(n)
+    closest_power_of_2 = 2 ** math.floor(math.log2(n))
+    return get_slopes_power_of_2(closest_power_of_2) + paper_slopes(2 * closest_power_of_2)[0::2][
+        : n - closest_power_of_2
+    ]
+
+
+@pytest.mark.parametrize("n_heads", [1, 2, 3, 4, 6, 8, 12, 16, 20])
+def test_alibi_slopes_match_the_paper(n_heads):
+    slopes = alibi_slopes(n_heads)
+    assert slopes.shape == (n_heads,) and slopes.dtype == torch.float32
+    torch.testing.assert_close(slopes.double(), torch.tensor(paper_slopes(n_heads), dtype=torch.float64))
+
+
+def test_alibi_slopes_for_eight_heads_are_halvings():
+    torch.testing.assert_close(alibi_slopes(8), torch.tensor([2.0**-h for h in range(1, 9)]))
+    with pytest.raises(ValueError):
+        alibi_slopes(0)
+
+
+def test_alibi_bias_is_minus_slope_times_distance():
+    bias = alibi_bias(6, 4)
+    assert bias.shape == (4, 6, 6)
+    slopes = alibi_slopes(4)
+    for h in range(4):
+        for i in range(6):
+            for j in range(6):
+                assert bias[h, i, j].item() == pytest.approx(-slopes[h].item() * abs(i - j))
+    # It depends on i - j only, and a longer table extends the shorter one.
+    torch.testing.assert_close(alibi_bias(20, 4)[:, :6, :6], bias)
+    torch.testing.assert_close(alibi_bias(20, 4)[:, 7:13, 7:13], bias)
+
+
+def test_alibi_bias_as_a_float_mask_of_torch_attention():
+    """Added to the scores: the same as F.scaled_dot_product_attention with a float attn_mask."""
+    g = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(2, 4, 7, 8, generator=g) for _ in range(3))  # (B, H, L, d)
+    causal = torch.ones(7, 7, dtype=torch.bool).tril()
+    bias = alibi_bias(7, 4).masked_fill(~causal, float("-inf"))  # (H, L, L)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(8) + bias
+    ours = torch.softmax(scores, dim=-1) @ v
+    torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=bias))

@@ -8,15 +8,21 @@ Masks are boolean and **True means "this query may attend to this key"**, the
 convention of :func:`torch.nn.functional.scaled_dot_product_attention`.
 (``nn.MultiheadAttention`` and ``nn.Transformer`` use the opposite polarity;
 the course converts explicitly wherever it meets them.)
+
+Besides attention itself: :func:`hard_attention`, its limit as the
+temperature goes to 0 (a dictionary lookup), and :func:`fit`, the tiny,
+deterministic training loop the chapters use to *learn* projections on toy
+tasks instead of hand-picking them.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 
 import torch
 
-__all__ = ["softmax", "scaled_dot_product_attention", "attention_entropy"]
+__all__ = ["softmax", "scaled_dot_product_attention", "attention_entropy", "hard_attention", "fit"]
 
 
 def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -81,3 +87,77 @@ def attention_entropy(weights: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """
     logs = torch.where(weights > 0, weights.log(), torch.zeros_like(weights))
     return -(weights * logs).sum(dim=dim)
+
+
+def hard_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The limit of attention as the temperature goes to 0: a hard dictionary lookup.
+
+    ``softmax(scores / T)`` tends, as ``T -> 0``, to equal weights on the keys
+    with the **largest** score and 0 elsewhere: each query gets the value of its
+    best-matching key (the mean of the values when several keys tie), like a
+    dictionary lookup that finds the closest key instead of an exact one.
+    Same arguments and shapes as :func:`scaled_dot_product_attention`, and
+    returns ``(output, weights)``; a query that may attend to nothing gets
+    zeros. (The scale ``1/sqrt(d_k)`` does not change which key wins.)
+    """
+    if mask is not None and mask.dtype != torch.bool:
+        raise TypeError(
+            f"mask must be a bool tensor (True = may attend), got dtype {mask.dtype}"
+        )
+    scores = q @ k.transpose(-2, -1)  # (..., Lq, Lk)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))  # (..., Lq, Lk)
+    best = scores.amax(dim=-1, keepdim=True)  # (..., Lq, 1)
+    winners = (scores == best) & torch.isfinite(scores)  # (..., Lq, Lk): the tied maxima
+    counts = winners.sum(dim=-1, keepdim=True).clamp(min=1)  # (..., Lq, 1)
+    weights = winners.to(v.dtype) / counts  # (..., Lq, Lk), one-hot unless keys tie
+    return weights @ v, weights  # (..., Lq, d_v), (..., Lq, Lk)
+
+
+def fit(
+    parameters: Iterable[torch.nn.Parameter] | Iterable[torch.Tensor],
+    loss_fn: Callable[[], torch.Tensor],
+    steps: int,
+    lr: float = 0.05,
+    threads: int = 1,
+) -> list[float]:
+    """Minimise ``loss_fn()`` over ``parameters`` with Adam, for exactly ``steps`` steps.
+
+    The chapters' toy tasks (a W_Q learned in seconds, one head against
+    several, an encoding trained on short sequences) use it: a fixed number of
+    steps, never a time budget, so with seeded data the result is the same on
+    every run. ``loss_fn`` is called once per step (draw a fresh batch from a
+    seeded ``torch.Generator`` inside it) and must return a scalar tensor.
+
+    The loop runs on ``threads`` CPU threads (1 by default): the toy models are
+    so small that more threads only add synchronisation, which on a busy
+    machine costs more CPU time than the arithmetic itself. The previous
+    setting is restored afterwards.
+
+    Returns:
+        The loss at every step, as Python floats.
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    parameters = list(parameters)
+    if not parameters:
+        raise ValueError("fit needs at least one parameter to train")
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    losses: list[float] = []
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for _ in range(steps):
+            loss = loss_fn()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+    finally:
+        torch.set_num_threads(previous_threads)
+    return losses

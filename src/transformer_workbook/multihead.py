@@ -11,6 +11,11 @@ in Chapter 1 and :func:`torch.nn.functional.scaled_dot_product_attention`.
 :class:`torch.nn.MultiheadAttention` uses the opposite polarity (True =
 blocked): :func:`to_torch_attn_mask` converts, explicitly.
 
+:func:`neighbour_task` is the toy task on which the chapter trains one head
+against several at the same parameter count: each position must report both
+its previous and its next token, two relations that one softmax cannot follow
+at once.
+
 :class:`KVCache` (used from Chapter 5 on) stores the keys and values an
 attention module has already computed, so that a decoder generating one token
 at a time projects only the new token.
@@ -31,7 +36,14 @@ _head_mask = as_head_mask
 
 # to_torch_attn_mask lives in masks.py (Chapter 6, all the mask conventions); it is
 # re-exported here, where Chapter 2 first uses it.
-__all__ = ["split_heads", "combine_heads", "MultiHeadAttention", "KVCache", "to_torch_attn_mask"]
+__all__ = [
+    "split_heads",
+    "combine_heads",
+    "MultiHeadAttention",
+    "KVCache",
+    "to_torch_attn_mask",
+    "neighbour_task",
+]
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -227,3 +239,33 @@ class MultiHeadAttention(nn.Module):
                     layer.bias.copy_(b)
         new.train(module.training)
         return new.to(module.out_proj.weight.dtype)
+
+
+def neighbour_task(
+    batch: int, seq_len: int, vocab: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of the "previous and next token" task: inputs and targets.
+
+    Each sequence holds ``seq_len`` random tokens from ``vocab``. Position
+    ``p``'s input is ``[one_hot(token_p) | one_hot(p)]``, ``d_model = vocab +
+    seq_len`` (its position is written in, so attention can find its
+    neighbours); its targets are the token at ``p - 1`` and the token at
+    ``p + 1``, cyclically (position 0's previous token is the last one). A
+    single attention head gives each query **one** distribution over the
+    keys, so it can fetch one neighbour cleanly, or a blend of both in which
+    "which was before and which after" is lost; two heads can fetch one each.
+
+    Returns:
+        ``x`` of shape ``(batch, seq_len, vocab + seq_len)`` (float32) and
+        ``targets`` of shape ``(batch, seq_len, 2)`` (int64): previous token,
+        next token.
+    """
+    if batch < 1 or seq_len < 2 or vocab < 2:
+        raise ValueError("need batch >= 1, seq_len >= 2 and vocab >= 2")
+    tokens = torch.randint(vocab, (batch, seq_len), generator=generator)  # (B, L)
+    token_part = F.one_hot(tokens, vocab).float()  # (B, L, vocab)
+    position_part = torch.eye(seq_len).expand(batch, seq_len, seq_len)  # (B, L, L)
+    x = torch.cat([token_part, position_part], dim=-1)  # (B, L, vocab + L)
+    previous = tokens.roll(1, dims=1)  # (B, L): previous[p] = tokens[p - 1]
+    following = tokens.roll(-1, dims=1)  # (B, L): following[p] = tokens[p + 1]
+    return x, torch.stack([previous, following], dim=-1)  # (B, L, 2)

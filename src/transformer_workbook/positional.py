@@ -12,7 +12,14 @@ that give it a sense of order:
   nothing to offer past ``max_len``;
 - :func:`shift_matrix`: the fixed linear map taking PE(pos) to PE(pos + k);
 - :func:`apply_rope`: rotary position embeddings (RoPE, Su et al., 2021), under
-  which a query-key score depends only on the two positions' offset.
+  which a query-key score depends only on the two positions' offset; it pairs
+  adjacent features, like the paper;
+- :func:`apply_rope_half` and :func:`rotate_half`: the same rotation in the
+  layout of Hugging Face's Llama code, which pairs feature ``i`` with
+  ``i + d/2``; :func:`interleaved_to_halves` is the permutation between the two;
+- :func:`alibi_slopes` and :func:`alibi_bias`: ALiBi (Press et al., 2022), no
+  encoding at all but a penalty on the scores proportional to the distance,
+  with a different slope for every head.
 
 Shapes are batch-first, as everywhere in the course: embeddings are
 ``(batch, seq_len, d_model)``; the modules accept any number of leading
@@ -30,6 +37,11 @@ __all__ = [
     "PositionalEncoding",
     "LearnedPositionalEmbedding",
     "apply_rope",
+    "rotate_half",
+    "apply_rope_half",
+    "interleaved_to_halves",
+    "alibi_slopes",
+    "alibi_bias",
 ]
 
 
@@ -148,8 +160,10 @@ class PositionalEncoding(nn.Module):
     Args:
         d_model: embedding size.
         max_len: the longest sequence the precomputed table covers. The
-            formula itself works at any position: build the module with a
-            larger ``max_len`` to go further.
+            formula is defined at any position: build the module with a
+            larger ``max_len`` to go further. (Defined is not learned: a
+            model trained on shorter sequences usually degrades past its
+            training length, Press et al., 2022.)
         dropout: dropout probability applied to the sum (the paper uses 0.1).
 
     Shape:
@@ -172,8 +186,8 @@ class PositionalEncoding(nn.Module):
         seq_len = _check_input(
             self, x,
             "the precomputed table has rows for positions 0..{last} only. Build "
-            "PositionalEncoding(d_model, max_len={seq_len}) or larger (the formula works at any "
-            "position).",
+            "PositionalEncoding(d_model, max_len={seq_len}) or larger (the formula is defined at "
+            "any position).",
         )
         return self.dropout(x + self.pe[:seq_len])  # (..., L, d) + (L, d) -> (..., L, d)
 
@@ -273,3 +287,106 @@ def apply_rope(
     out_even = x_even * cos - x_odd * sin  # (..., L, d/2)
     out_odd = x_even * sin + x_odd * cos  # (..., L, d/2)
     return torch.stack([out_even, out_odd], dim=-1).flatten(-2)  # (..., L, d/2, 2) -> (..., L, d)
+
+
+def _rope_angles(
+    x: torch.Tensor, positions: torch.Tensor | None, base: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos`` and ``sin`` of ``pos * theta_i``, shape ``(..., L, d/2)``, in ``x``'s dtype."""
+    d = x.shape[-1]
+    if d % 2:
+        raise ValueError(f"RoPE needs an even feature size (pairs), got {d}")
+    if positions is None:
+        positions = torch.arange(x.shape[-2], dtype=torch.float64, device=x.device)  # (L,)
+    else:
+        positions = torch.as_tensor(positions, device=x.device).to(torch.float64)
+    two_i = torch.arange(0, d, 2, dtype=torch.float64, device=x.device)  # (d/2,)
+    angle = positions[..., None] * base ** (-two_i / d)  # (..., L, d/2)
+    return torch.cos(angle).to(x.dtype), torch.sin(angle).to(x.dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """``[x1, x2] -> [-x2, x1]`` on the last dimension's two halves (Hugging Face's helper).
+
+    In the halves layout, feature ``i`` and feature ``i + d/2`` form pair
+    ``i``; this turns every pair by 90 degrees, so that
+    ``x * cos + rotate_half(x) * sin`` turns pair ``i`` by the angle whose
+    cosine and sine are given.
+    """
+    x1, x2 = x.chunk(2, dim=-1)  # (..., d/2) each
+    return torch.cat([-x2, x1], dim=-1)  # (..., d)
+
+
+def apply_rope_half(
+    x: torch.Tensor,
+    positions: torch.Tensor | None = None,
+    base: float = 10000.0,
+) -> torch.Tensor:
+    """RoPE in the *halves* layout (Hugging Face's Llama): pair ``i`` is ``(x_i, x_{i + d/2})``.
+
+    ``x * cos + rotate_half(x) * sin`` with ``cos`` and ``sin`` of
+    ``pos * theta_i`` repeated for both halves, ``theta_i = base^(-2i/d)``.
+    It is :func:`apply_rope` with the features permuted:
+    ``apply_rope_half(x[..., P]) == apply_rope(x)[..., P]`` for
+    ``P = interleaved_to_halves(d)``, so query-key scores are the same.
+    (Hugging Face's conversion of Meta's Llama checkpoints permutes the rows
+    of W_Q and W_K this way, so that the halves code reproduces the original
+    model.) Same arguments and result as :func:`apply_rope`.
+    """
+    cos, sin = _rope_angles(x, positions, base)  # (..., L, d/2) each
+    cos = torch.cat([cos, cos], dim=-1)  # (..., L, d): pair i at features i and i + d/2
+    sin = torch.cat([sin, sin], dim=-1)  # (..., L, d)
+    return x * cos + rotate_half(x) * sin  # (..., L, d)
+
+
+def interleaved_to_halves(d: int) -> torch.Tensor:
+    """The permutation ``P`` that turns the adjacent-pairs layout into the halves layout.
+
+    ``x[..., P]`` puts features ``0, 2, 4, ...`` (each pair's first) in the
+    first half and ``1, 3, 5, ...`` (each pair's second) in the second, so
+    pair ``i`` moves from features ``(2i, 2i + 1)`` to ``(i, i + d/2)``.
+    """
+    if d < 2 or d % 2:
+        raise ValueError(f"d must be even and positive, got {d}")
+    return torch.cat([torch.arange(0, d, 2), torch.arange(1, d, 2)])  # (d,)
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """ALiBi's slopes, one per head (Press et al., 2022, section 3): shape ``(n_heads,)``.
+
+    For ``n_heads`` a power of two, the geometric sequence
+    ``m_h = 2^(-8h / n_heads)``, ``h = 1, ..., n_heads`` (``1/2, 1/4, ...,
+    1/256`` for 8 heads). Otherwise, as in the paper's code: the slopes of the
+    largest power of two below ``n_heads``, then every other slope of twice
+    that power, until there are ``n_heads``.
+    """
+    if n_heads < 1:
+        raise ValueError(f"n_heads must be at least 1, got {n_heads}")
+
+    def power_of_two(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * h / n) for h in range(1, n + 1)]
+
+    closest = 1 << (n_heads.bit_length() - 1)  # the largest power of two <= n_heads
+    slopes = power_of_two(closest)
+    if closest < n_heads:
+        slopes += power_of_two(2 * closest)[0::2][: n_heads - closest]
+    return torch.tensor(slopes, dtype=torch.float32)  # (H,)
+
+
+def alibi_bias(seq_len: int, n_heads: int) -> torch.Tensor:
+    """ALiBi's bias, added to the attention scores: ``-m_h * |i - j|``, shape ``(H, L, L)``.
+
+    Query ``i`` and key ``j`` of head ``h`` get ``-m_h * |i - j|`` added to
+    their score before the softmax (:func:`alibi_slopes` gives ``m_h``): the
+    farther the key, the lower its score, steeply in heads with a large slope
+    (they look near), gently in the others (they look far). Nothing is added to
+    the embeddings, and the bias exists for every length. With a causal mask
+    this is the paper's bias, ``-m_h * (i - j)`` for ``j <= i``; the absolute
+    distance also serves attention without a mask. It broadcasts over a batch
+    as ``(B, H, L, L)`` scores' bias.
+    """
+    if seq_len < 0:
+        raise ValueError(f"seq_len must be >= 0, got {seq_len}")
+    pos = torch.arange(seq_len)  # (L,)
+    distance = (pos[:, None] - pos[None, :]).abs().to(torch.float32)  # (L, L): |i - j|
+    return -alibi_slopes(n_heads)[:, None, None] * distance  # (H, 1, 1) * (L, L) -> (H, L, L)

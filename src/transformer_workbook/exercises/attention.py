@@ -1,4 +1,4 @@
-"""Chapter 1 exercises: softmax, scaled dot-product attention, spot the bug.
+"""Chapter 1 exercises: softmax, scaled dot-product attention, spot the bug, build a W_Q.
 
 Each known mistake is a real implementation of that mistake: the learner's
 code is diagnosed with it when the two behave the same on every case.
@@ -275,7 +275,7 @@ register(
             Mistake(
                 "no-scaling",
                 "You did not scale the scores: divide q @ k^T by sqrt(d_k) (d_k = q.size(-1)) "
-                "before the softmax. Without it the softmax saturates as d_k grows (section 1.6).",
+                "before the softmax. Without it the softmax saturates as d_k grows (section 1.7).",
                 _no_scaling,
             ),
             Mistake(
@@ -446,6 +446,190 @@ register(
             "last (`return ...`); the middle line is right.",
             "For k of shape (B, Lk, d_k), what is k.size(1)?",
             "scores has shape (B, Lq, Lk). Along which dimension should each row of weights sum to 1?",
+        ],
+    )
+)
+
+
+# ---------------------------------------------------------------------------
+# attention.build_w_q: construct a W_Q that produces a given attention pattern
+# ---------------------------------------------------------------------------
+#
+# Many matrices are right, so the check compares what the learner's W_Q *does*
+# (which key each query attends to, and whether every query puts at least 90%
+# of its weight on its target), not its entries.
+
+#: The share of its weight each query must put on its target key.
+FOCUS = 0.9
+
+
+def build_w_q(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A W_Q (d, d) with which query i attends to key target[i] (keys = x, orthonormal rows)."""
+    L, d = x.shape
+    # The target's score is s / sqrt(d), every other score 0: a gap of
+    # ln(9 (L - 1)) gives the target 90%; twice ln(9 L) is plenty.
+    s = math.sqrt(d) * 2 * math.log(9 * L)
+    return s * x.T @ x[target]  # (d, L) @ (L, d): maps x_i to s * x[target[i]]
+
+
+def attend_with_w_q(fn, case: Case):
+    """``Exercise.call``: build W_Q with ``fn``, then run attention with it on the case's tokens.
+
+    Returns ``(attended, focused)``: the key each query gives its largest
+    weight, and whether every query puts at least :data:`FOCUS` of its weight
+    on its target.
+    """
+    x, target = case.args
+    w_q = fn(*case.args, **case.kwargs)
+    L, d = x.shape
+    if not isinstance(w_q, torch.Tensor):
+        raise TypeError(f"build_w_q must return a tensor of shape (d, d) = ({d}, {d}); got "
+                        f"{type(w_q).__name__}")
+    if tuple(w_q.shape) != (d, d):
+        raise ValueError(f"W_Q must have shape (d, d) = ({d}, {d}): it maps each embedding "
+                         f"(d,) to a query (d,); got shape {tuple(w_q.shape)}")
+    with torch.no_grad():
+        x64 = x.double()
+        scores = (x64 @ w_q.double()) @ x64.T / math.sqrt(d)  # (L, L): keys are the embeddings
+        weights = torch.softmax(scores, dim=-1)  # (L, L), computed in float64
+    attended = weights.argmax(dim=-1)  # (L,)
+    focused = (weights[torch.arange(L), target] >= FOCUS).all()  # () bool
+    return attended, focused
+
+
+def _one_hot_rows(L: int, d: int, order=None) -> torch.Tensor:
+    """Embeddings that are one-hot feature vectors, like section 1.2's (feature order optional)."""
+    rows = torch.eye(d)[:L] if order is None else torch.eye(d)[order[:L]]
+    return rows  # (L, d)
+
+
+def _rotated_rows(g: torch.Generator, L: int, d: int) -> torch.Tensor:
+    """L orthonormal embeddings in d dimensions, in no particular direction."""
+    q, _ = torch.linalg.qr(randn(g, d, d, dtype=torch.float64))  # (d, d) orthogonal
+    return q[:L].to(torch.float32)  # (L, d), rows orthonormal
+
+
+def build_w_q_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def permutation(n):  # a random rearrangement with no fixed point
+        while True:
+            p = torch.randperm(n, generator=g)
+            if (p != torch.arange(n)).all():
+                return p
+
+    previous = torch.tensor([0, 0, 1, 2, 3])  # (L=5,): each token looks at the one before
+    repeats = torch.randint(6, (6,), generator=g)  # (L=6,): several queries may share a key
+    # Every case needs a strength of at least 10 (sqrt(d) ln(9 (L - 1))), so a
+    # strength picked without the sqrt(d) scale or the number of keys fails.
+    # The rotated cases use permutations as targets, so no two keys tie for
+    # any of the known mistakes.
+    return [
+        Case("one-hot embeddings, L=5, d=8, each token looks at the previous one",
+             (_one_hot_rows(5, 8), previous)),
+        Case("one-hot embeddings in shuffled feature order, L=6, d=8",
+             (_one_hot_rows(6, 8, torch.randperm(8, generator=g)), repeats)),
+        Case("rotated orthonormal embeddings, L=4, d=16", (_rotated_rows(g, 4, 16), permutation(4))),
+        Case("rotated orthonormal embeddings, L=12, d=16", (_rotated_rows(g, 12, 16), permutation(12))),
+        Case("rotated orthonormal embeddings, L=8, d=64", (_rotated_rows(g, 8, 64), permutation(8))),
+        Case("rotated orthonormal embeddings, L = d = 8", (_rotated_rows(g, 8, 8), permutation(8))),
+    ]
+
+
+def _strength(x):
+    L, d = x.shape
+    return math.sqrt(d) * 2 * math.log(9 * L)
+
+
+def _too_flat(x, target):
+    return x.T @ x[target]  # the right direction, strength 1
+
+
+def _looks_at_itself(x, target):
+    return _strength(x) * torch.eye(x.shape[1])  # q_i = s x_i: every query finds its own key
+
+
+def _who_looks_at_me(x, target):
+    return _strength(x) * x[target].T @ x  # transposed: x_i -> s * sum of x_j with target[j] = i
+
+
+def _assumes_one_hot(x, target):
+    L, d = x.shape
+    w_q = torch.zeros(d, d)
+    w_q[torch.arange(L), target] = _strength(x)  # "row = my feature, column = what I look for"
+    return w_q
+
+
+def _returns_the_pattern(x, target):
+    L = x.shape[0]
+    return _strength(x) * torch.eye(L)[target]  # (L, L): the scores wanted, not W_Q
+
+
+register(
+    Exercise(
+        id="attention.build_w_q",
+        title="Build a W_Q for a given attention pattern",
+        target="build_w_q",
+        chapter=CHAPTER,
+        reference=build_w_q,
+        make_cases=build_w_q_cases,
+        call=attend_with_w_q,
+        outputs=("attended", "focused"),
+        points=3,
+        notes={"exception": "The cases differ in L and d (L <= d), in the embeddings (one-hot or "
+                            "rotated orthonormal rows) and in the target pattern. W_Q must be a "
+                            "(d, d) tensor."},
+        mistakes=[
+            Mistake(
+                "too-flat",
+                "Every query's largest weight is on its target: the direction is right. But the "
+                "weights are not focused: some query puts less than 90% on its target. The "
+                "scores are divided by sqrt(d), and the target competes with L - 1 other keys: "
+                "its score must beat theirs by about ln(9 (L - 1)) after that division. Scale "
+                "your W_Q up, with a factor that grows with sqrt(d) and ln(L).",
+                _too_flat,
+            ),
+            Mistake(
+                "looks-at-itself",
+                "Every query attends to its own key: your W_Q maps each embedding to (a multiple "
+                "of) itself, and a vector matches itself best. Query i must look like key "
+                "target[i]: map x[i] to a multiple of x[target[i]].",
+                _looks_at_itself,
+            ),
+            Mistake(
+                "who-looks-at-me",
+                "Your pattern is transposed: query i attends to the tokens whose target is i, "
+                "not to target[i]. In `x.T @ x[target]` the first factor reads the query's "
+                "own embedding and the second writes the key it looks for; you swapped them.",
+                _who_looks_at_me,
+            ),
+            Mistake(
+                "assumes-one-hot",
+                "Right when the embeddings are one-hot vectors in token order (like section "
+                "1.2's features), wrong otherwise: you wrote W_Q[i, target[i]], in token "
+                "coordinates. Here the rows of x are orthonormal but point anywhere: write what "
+                "query i looks for in x's coordinates, q_i = s * x[target[i]], which the matrix "
+                "s * x.T @ x[target] does (x_i @ x.T is one-hot, because the rows are orthonormal).",
+                _assumes_one_hot,
+            ),
+            Mistake(
+                "returns-the-pattern",
+                "You returned the (L, L) pattern of scores you want, but W_Q is a (d, d) matrix "
+                "that maps each embedding to its query: the scores are x @ W_Q @ x.T / sqrt(d). "
+                "Find the W_Q that makes them large on (i, target[i]).",
+                _returns_the_pattern,
+            ),
+        ],
+        hints=[
+            "The keys are the embeddings themselves (W_K = I), so query i attends to key j in "
+            "proportion to exp(q_i . x_j / sqrt(d)). Make q_i = x_i W_Q a large multiple of "
+            "x[target[i]].",
+            "The rows of x are orthonormal, so x_i @ x.T is the one-hot vector e_i, and "
+            "x_i @ (x.T @ x[target]) = x[target[i]]: W_Q = s * x.T @ x[target].",
+            "How large must s be? The target's score is s / sqrt(d) and every other score is 0, "
+            "so the target gets exp(s/sqrt(d)) / (exp(s/sqrt(d)) + L - 1) >= 0.9 when "
+            "s >= sqrt(d) * ln(9 (L - 1)). Read L and d from x.shape; do not hard-code them.",
+            "Return a (d, d) tensor: W_Q maps embeddings (d) to queries (d).",
         ],
     )
 )

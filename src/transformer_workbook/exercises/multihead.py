@@ -1,4 +1,4 @@
-"""Chapter 2 exercises: splitting into heads, combining them, the whole module.
+"""Chapter 2 exercises: splitting into heads, combining them, the whole module, spot the bugs.
 
 Each known mistake is a real implementation of that mistake: the learner's
 code is diagnosed with it when the two behave the same on every case. The
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 from .. import multihead as mh
 from ..attention import scaled_dot_product_attention
@@ -479,6 +480,217 @@ register(
             "The scores are (B, H, Lq, Lk). An (Lq, Lk) or (B, 1, 1, Lk) mask broadcasts to them "
             "as it is; a (B, Lq, Lk) mask (one per sequence) would line its batch axis up with "
             "the heads: give it a head axis first, `mask[:, None]`.",
+        ],
+    )
+)
+
+
+# ---------------------------------------------------------------------------
+# multihead.spot_the_bug: three bugs in a realistic self-attention module
+# ---------------------------------------------------------------------------
+
+#: The buggy code the learner starts from (shown in the notebook). Each bug is
+#: a published pattern: heads cut with a bare `reshape`, the scale of the whole
+#: model instead of one head's, a (B, L) padding mask given one axis only.
+BUGGY_SELF_ATTENTION = '''\
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a padding mask, batch-first."""
+
+    def __init__(self, d_model, n_heads):
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)  # W_Q, W_K, W_V stacked
+        self.out = nn.Linear(d_model, d_model)  # W_O
+
+    def forward(self, x, pad_mask=None):
+        """x (B, L, d_model); pad_mask (B, L), True = a real token."""
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        q = q.reshape(B, self.n_heads, L, self.d_head)
+        k = k.reshape(B, self.n_heads, L, self.d_head)
+        v = v.reshape(B, self.n_heads, L, self.d_head)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(D)
+        if pad_mask is not None:
+            scores = scores.masked_fill(~pad_mask.unsqueeze(1), float("-inf"))
+        weights = scores.softmax(dim=-1)
+        out = (weights @ v).transpose(1, 2).reshape(B, L, D)
+        return self.out(out)
+'''
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a padding mask, batch-first."""
+
+    def __init__(self, d_model, n_heads):
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)  # W_Q, W_K, W_V stacked
+        self.out = nn.Linear(d_model, d_model)  # W_O
+
+    def forward(self, x, pad_mask=None):
+        """x (B, L, d_model); pad_mask (B, L), True = a real token."""
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # (B, L, D) each
+        # Cut the channels into heads, then move the heads next to the batch.
+        q = q.reshape(B, L, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, L, d_head)
+        k = k.reshape(B, L, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, L, d_head)
+        v = v.reshape(B, L, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, L, d_head)
+        # Each head's dot products run over d_head channels.
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)  # (B, H, L, L)
+        if pad_mask is not None:
+            # (B, 1, 1, L): the same keys hidden for every head and every query
+            scores = scores.masked_fill(~pad_mask[:, None, None, :], float("-inf"))
+        weights = scores.softmax(dim=-1)  # (B, H, L, L)
+        out = (weights @ v).transpose(1, 2).reshape(B, L, D)  # (B, L, D)
+        return self.out(out)
+
+
+def self_attention_cases(seed: int) -> list[ModuleCase]:
+    g = torch.Generator().manual_seed(seed)
+
+    def case(name, d_model, n_heads, B, L, lengths=None, tags=()):
+        init = {"d_model": d_model, "n_heads": n_heads}
+        params = reference_params(  # entries N(0, 1.5^2 / d_model) and 0.3^2 for the biases
+            SelfAttention, init, g,
+            scale=lambda name, p: 1.5 / math.sqrt(d_model) if p.dim() == 2 else 0.3,
+        )
+        x = randn(g, B, L, d_model)
+        args = (x,)
+        if lengths is not None:  # (B, L), True = a real token; every sequence has one at least
+            args = (x, torch.arange(L) < torch.tensor(lengths)[:, None])
+        return ModuleCase(name, args=args, tags=frozenset(tags), init=init, params=params,
+                          arg_names=("x", "pad_mask"))
+
+    # Heads and batch differ in most cases; B == H once (the bare unsqueeze is
+    # silently wrong there) and B == 1 once (it is right there).
+    return [
+        case("3 heads, no mask", 12, 3, B=2, L=5),
+        case("2 heads, one sequence, no mask", 8, 2, B=1, L=4),
+        case("2 heads, B = 2, a padding mask", 8, 2, B=2, L=5, lengths=[5, 2], tags={"mask"}),
+        case("2 heads, B = 3, a padding mask", 12, 2, B=3, L=4, lengths=[4, 1, 3], tags={"mask"}),
+        case("4 heads, one sequence, a padding mask", 16, 4, B=1, L=6, lengths=[4], tags={"mask"}),
+        case("one head, B = 2, a padding mask", 6, 1, B=2, L=5, lengths=[3, 5], tags={"mask"}),
+        case("8 heads, d_model = 32, B = 2, a padding mask", 32, 8, B=2, L=3, lengths=[3, 2],
+             tags={"mask"}),
+    ]
+
+
+# The known mistakes: the fixed module with one or more of its three steps
+# still written the buggy way. Each step is a method; each mistake overrides
+# exactly the steps it gets wrong.
+
+
+class _Steps(SelfAttention):
+    def split(self, t, B, L):
+        return t.reshape(B, L, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, L, d_head)
+
+    def scale(self, D):
+        return math.sqrt(self.d_head)
+
+    def key_mask(self, pad_mask):
+        return pad_mask[:, None, None, :]  # (B, 1, 1, L)
+
+    def forward(self, x, pad_mask=None):
+        B, L, D = x.shape
+        q, k, v = (self.split(t, B, L) for t in self.qkv(x).chunk(3, dim=-1))
+        scores = q @ k.transpose(-2, -1) / self.scale(D)  # (B, H, L, L)
+        if pad_mask is not None:
+            scores = scores.masked_fill(~self.key_mask(pad_mask), float("-inf"))
+        out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, L, D)
+        return self.out(out)
+
+
+class _BareReshape(_Steps):
+    def split(self, t, B, L):
+        return t.reshape(B, self.n_heads, L, self.d_head)  # right shape, positions cut into heads
+
+
+class _ScaleByDModel(_Steps):
+    def scale(self, D):
+        return math.sqrt(D)  # the whole model's width, not one head's
+
+
+class _MaskOneAxis(_Steps):
+    def key_mask(self, pad_mask):
+        return pad_mask.unsqueeze(1)  # (B, 1, L): its batch axis meets the heads
+
+
+class _MasksQueries(_Steps):
+    def key_mask(self, pad_mask):
+        return pad_mask[:, None, :, None]  # (B, 1, L, 1): hides whole rows (queries), not keys
+
+
+class _Unchanged(_BareReshape, _ScaleByDModel, _MaskOneAxis):
+    pass
+
+
+class _OnlyMaskFixed(_BareReshape, _ScaleByDModel):
+    pass
+
+
+class _OnlyScaleFixed(_BareReshape, _MaskOneAxis):
+    pass
+
+
+class _OnlySplitFixed(_ScaleByDModel, _MaskOneAxis):
+    pass
+
+
+_SPLIT = ("`q.reshape(B, self.n_heads, L, self.d_head)` has the right shape but cuts the sequence, "
+          "not the channels, into heads: reshape to (B, L, H, d_head), then `.transpose(1, 2)` "
+          "(section 2.3)")
+_SCALE = ("the scores are divided by sqrt(D) = sqrt(d_model); each head's dot products run over "
+          "d_head channels, so divide by sqrt(self.d_head) (section 2.4)")
+_MASK = ("`pad_mask.unsqueeze(1)` is (B, 1, L), which lines its batch axis up with the heads of "
+         "the (B, H, L, L) scores (wrong when B == H, an error otherwise, right only for B = 1): "
+         "hide the keys with `pad_mask[:, None, None, :]`, (B, 1, 1, L)")
+
+register(
+    Exercise(
+        id="multihead.spot_the_bug",
+        title="Spot the bugs: a self-attention module from a code review",
+        target="SelfAttention",
+        chapter=CHAPTER,
+        reference=SelfAttention,
+        make_cases=self_attention_cases,
+        call=build_and_call,
+        points=3,
+        notes={"exception": "The cases differ in d_model, the number of heads, the batch size "
+                            "(1, 2 and 3) and the length; most have a (B, L) padding mask."},
+        mistakes=[
+            Mistake("unchanged",
+                    "This still behaves exactly like the code under review: all three bugs are "
+                    "still there. Check the shape of every tensor, and which axis each size "
+                    "lands on.",
+                    _Unchanged),
+            Mistake("split-and-scale-remain",
+                    f"The mask is fixed; two bugs remain. First, {_SPLIT}. Second, {_SCALE}.",
+                    _OnlyMaskFixed),
+            Mistake("split-and-mask-remain",
+                    f"The scale is fixed; two bugs remain. First, {_SPLIT}. Second, {_MASK}.",
+                    _OnlyScaleFixed),
+            Mistake("scale-and-mask-remain",
+                    f"The split into heads is fixed; two bugs remain. First, {_SCALE}. Second, "
+                    f"{_MASK}.",
+                    _OnlySplitFixed),
+            Mistake("split-remains", f"Two bugs fixed, one to go: {_SPLIT}.", _BareReshape),
+            Mistake("scale-remains", f"Two bugs fixed, one to go: {_SCALE}.", _ScaleByDModel),
+            Mistake("mask-remains", f"Two bugs fixed, one to go: {_MASK}.", _MaskOneAxis),
+            Mistake("mask-hides-queries",
+                    "Your mask hides queries, not keys: `pad_mask[:, None, :, None]` is "
+                    "(B, 1, L, 1), so a padded position's whole row of scores is -inf (its "
+                    "weights become NaN) while real queries still attend to the padding. Padding "
+                    "is hidden as a key: `pad_mask[:, None, None, :]`, (B, 1, 1, L).",
+                    _MasksQueries),
+        ],
+        hints=[
+            "There are three bugs, in three different lines of forward(); __init__ is right.",
+            "Write the shape next to every line, for B = 2, L = 5, d_model = 12 and 3 heads. "
+            "Which axis of `q.reshape(B, self.n_heads, L, self.d_head)` holds the positions?",
+            "Over how many channels does one head's dot product run? That is what the scale is "
+            "about.",
+            "The scores are (B, H, L, L). Broadcasting lines shapes up from the right: where does "
+            "the batch axis of a (B, 1, L) mask land?",
         ],
     )
 )

@@ -1,4 +1,4 @@
-"""Chapter 3 exercises: the sinusoidal encoding, and spot the bug in a published loop.
+"""Chapter 3 exercises: the sinusoidal encoding, spot the bug in a published loop, RoPE.
 
 Each known mistake is a real implementation of that mistake: the learner's
 code is diagnosed with it when the two behave the same on every case. Most of
@@ -26,7 +26,7 @@ import torch
 
 from .. import positional as ref
 from .api import register
-from .core import Case
+from .core import RAISES, Case, randn
 from .judging import Exercise, Mistake, Tolerance
 
 CHAPTER = "03_positional_encoding"
@@ -395,6 +395,173 @@ register(
             "Write out i for d_model = 8: range(0, 8, 2) gives 0, 2, 4, 6. The paper's exponent "
             "for columns 2k and 2k + 1 is 2k/d_model. What is 2k here?",
             "Column i (sine) and column i + 1 (cosine) form one pair: do they share a frequency?",
+        ],
+    )
+)
+
+
+# ---------------------------------------------------------------------------
+# positional.apply_rope: rotary position embeddings
+# ---------------------------------------------------------------------------
+
+
+def rope_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    # Positions stay below 20 (float32 angles are exact to about 1e-6 there),
+    # d and the number of leading dimensions vary, and some cases pass
+    # positions or a base, so ignoring them shows.
+    return [
+        Case("(L, d) = (5, 8), default positions", (randn(g, 5, 8),)),
+        Case("(B, L, d) = (2, 6, 4), default positions", (randn(g, 2, 6, 4),)),
+        Case("(B, H, L, d) = (2, 3, 4, 6), default positions", (randn(g, 2, 3, 4, 6),)),
+        Case("(L, d) = (6, 8), positions 10 to 15", (randn(g, 6, 8),),
+             {"positions": torch.arange(10, 16)}, frozenset({"positions"})),
+        Case("(B, L, d) = (2, 4, 6), positions not in order, not integers", (randn(g, 2, 4, 6),),
+             {"positions": torch.tensor([0.5, 3.0, 2.0, 7.25])}, frozenset({"positions"})),
+        Case("(L, d) = (5, 8), base = 100", (randn(g, 5, 8),), {"base": 100.0},
+             frozenset({"base"})),
+        Case("a single pair: (L, d) = (7, 2)", (randn(g, 7, 2),)),
+        Case("float64 input, (B, L, d) = (1, 5, 10)", (randn(g, 1, 5, 10, dtype=torch.float64),)),
+        Case("odd d = 5 (must raise)", (randn(g, 3, 5),), tags=frozenset({RAISES})),
+    ]
+
+
+def _rope_positions(x, positions, start=0):
+    if positions is None:
+        return torch.arange(start, start + x.shape[-2], dtype=torch.float64)  # (L,)
+    return torch.as_tensor(positions).to(torch.float64)
+
+
+def _rope_angle(x, positions, base, exponent, start=0):
+    """(L, d/2) angles pos * base^(-exponent(i, d)), i = 0, 1, ... the pair index."""
+    d = x.shape[-1]
+    if d % 2:
+        raise ValueError("odd d")
+    i = torch.arange(d // 2, dtype=torch.float64)  # (d/2,)
+    return _rope_positions(x, positions, start)[:, None] * base ** (-exponent(i, d))
+
+
+def _rotate_adjacent(x, angle, sign=1.0):
+    """Turn pairs (x_2i, x_2i+1) by sign * angle."""
+    cos, sin = torch.cos(angle).to(x.dtype), (sign * torch.sin(angle)).to(x.dtype)
+    x_even, x_odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x_even * cos - x_odd * sin, x_even * sin + x_odd * cos], dim=-1).flatten(-2)
+
+
+def _paper(i, d):  # theta_i = base^(-2i/d)
+    return 2 * i / d
+
+
+def _rope_halves(x, positions=None, base=10000.0):
+    return ref.apply_rope_half(x, positions, base)  # pairs (i, i + d/2)
+
+
+def _rope_exponent_not_doubled(x, positions=None, base=10000.0):
+    return _rotate_adjacent(x, _rope_angle(x, positions, base, lambda i, d: i / d))
+
+
+def _rope_exponent_doubled(x, positions=None, base=10000.0):
+    return _rotate_adjacent(x, _rope_angle(x, positions, base, lambda i, d: 4 * i / d))
+
+
+def _rope_positions_from_one(x, positions=None, base=10000.0):
+    return _rotate_adjacent(x, _rope_angle(x, positions, base, _paper, start=1))
+
+
+def _rope_backwards(x, positions=None, base=10000.0):
+    return _rotate_adjacent(x, _rope_angle(x, positions, base, _paper), sign=-1.0)
+
+
+def _rope_ignores_positions(x, positions=None, base=10000.0):
+    return _rotate_adjacent(x, _rope_angle(x, None, base, _paper))
+
+
+def _rope_ignores_base(x, positions=None, base=10000.0):
+    return _rotate_adjacent(x, _rope_angle(x, positions, 10000.0, _paper))
+
+
+register(
+    Exercise(
+        id="positional.apply_rope",
+        title="Rotary position embeddings (RoPE)",
+        target="apply_rope",
+        chapter=CHAPTER,
+        reference=ref.apply_rope,
+        make_cases=rope_cases,
+        points=3,
+        forbidden=("transformer_workbook.positional.apply_rope_half",),
+        forbidden_reason="Rotate the pairs yourself.",
+        notes={
+            "exception": "The cases differ in the number of leading dimensions (none, a batch, "
+                         "a batch and heads), in L and d (d = 2: a single pair), and some pass "
+                         "`positions` or `base`.",
+            "must-raise": "With an odd d the last feature has no partner to rotate with: raise "
+                          "a ValueError.",
+        },
+        mistakes=[
+            Mistake(
+                "pairs-halves",
+                "You pair feature i with feature i + d/2 (the `rotate_half` layout of Hugging "
+                "Face's Llama code). That is RoPE too, with the features permuted, but this "
+                "exercise, like the paper and the package, pairs *adjacent* features: "
+                "(x[2i], x[2i+1]) is turned by pos * theta_i. Weights trained for one layout do "
+                "not work with the other.",
+                _rope_halves,
+            ),
+            Mistake(
+                "exponent-not-doubled",
+                "Your frequencies are base^(-i/d) with i the pair index: they fall off half as "
+                "fast as RoPE's theta_i = base^(-2i/d), the sinusoidal encoding's. With "
+                "`torch.arange(0, d, 2)` you get 2i directly.",
+                _rope_exponent_not_doubled,
+            ),
+            Mistake(
+                "exponent-doubled",
+                "Your frequencies fall off twice too fast: theta_i = base^(-2i/d) where i counts "
+                "pairs. If you build `torch.arange(0, d, 2)`, that already is 2i: do not double "
+                "it again.",
+                _rope_exponent_doubled,
+            ),
+            Mistake(
+                "positions-from-one",
+                "Your default positions start at 1; the first position is 0 "
+                "(`torch.arange(L)`), which is not rotated at all.",
+                _rope_positions_from_one,
+            ),
+            Mistake(
+                "rotates-backwards",
+                "You rotate by -pos * theta_i: your 2x2 matrix is [[cos, sin], [-sin, cos]]. "
+                "RoPE turns each pair counterclockwise: x'[2i] = x[2i] cos - x[2i+1] sin, "
+                "x'[2i+1] = x[2i] sin + x[2i+1] cos. (Scores would still depend only on the "
+                "offset, but with the opposite sign, so weights trained one way would not work "
+                "the other.)",
+                _rope_backwards,
+            ),
+            Mistake(
+                "ignores-positions",
+                "Right with the default positions, but you ignore the `positions` argument: "
+                "when it is given, row j is rotated by positions[j] * theta_i (positions need "
+                "not start at 0, be in order or be integers).",
+                _rope_ignores_positions,
+            ),
+            Mistake(
+                "ignores-base",
+                "Right for base 10000, but you ignore the `base` argument: theta_i = "
+                "base^(-2i/d).",
+                _rope_ignores_base,
+            ),
+        ],
+        hints=[
+            "Pair i is (x[..., 2i], x[..., 2i + 1]); each pair is turned by the angle "
+            "pos * theta_i, theta_i = base^(-2i/d). `x[..., 0::2]` and `x[..., 1::2]` give all "
+            "the first and all the second members at once.",
+            "Angles: positions (L,) as a column times the frequencies (d/2,) as a row: an "
+            "(L, d/2) table, which broadcasts against (..., L, d/2).",
+            "Rotation by a: (a1, a2) -> (a1 cos a - a2 sin a, a1 sin a + a2 cos a). Then put the "
+            "two halves back in alternating order: `torch.stack([first, second], dim=-1)"
+            ".flatten(-2)`.",
+            "Keep x's dtype (compute cos and sin, then `.to(x.dtype)`), and raise a ValueError "
+            "when d is odd.",
         ],
     )
 )

@@ -39,36 +39,63 @@ REPLY_ERROR = "error"
 class KernelClock:
     """Seconds of the kernel's own time since the clock was made.
 
-    Wall-clock time minus the time the kernel's main thread (where cells run)
-    spent runnable but waiting for a CPU core, which Linux counts per thread in
-    ``/proc/PID/schedstat`` (second field, nanoseconds). What remains is the
-    time the kernel computed, slept or waited for I/O: about what it would
-    have taken on an idle machine. Where that file cannot be read, this is the
-    wall clock (:attr:`exact` is False).
+    Wall-clock time minus the time the kernel was held up waiting for a CPU
+    core while other processes used them. Linux counts that wait per thread
+    (second field of ``/proc/PID/task/TID/schedstat``, nanoseconds). A cell may
+    do its work in any of the kernel's threads (a check runs the learner's code
+    in a worker thread while the main thread sleeps; torch computes in several),
+    so between two looks the clock counts as held up the longest wait of any one
+    thread: what the slowest worker lost, without adding up threads that waited
+    side by side. What remains is the time the kernel computed, slept or waited
+    for I/O: about what it would have taken on an idle machine. Where the files
+    cannot be read, this is the wall clock (:attr:`exact` is False).
+    ``schedstat=`` reads one file instead (one thread), ``tasks=`` another
+    folder of threads (both for tests).
     """
 
-    def __init__(self, pid: int, schedstat: str | os.PathLike | None = None):
-        self.path = pathlib.Path(schedstat or f"/proc/{pid}/schedstat")
+    def __init__(self, pid: int, schedstat: str | os.PathLike | None = None,
+                 tasks: str | os.PathLike | None = None):
+        self.path = pathlib.Path(schedstat) if schedstat else None
+        self.tasks = None if schedstat else pathlib.Path(tasks or f"/proc/{pid}/task")
         self.wall_start = time.monotonic()
-        first = self._waited()
+        self._lock = threading.Lock()
+        first = self._readings()
         self.exact = first is not None
-        self._start_wait = self._last_wait = first or 0.0
+        self._seen = first or {}  # thread -> its wait at the last look
+        self._waited_s = 0.0
 
-    def _waited(self) -> float | None:
+    @staticmethod
+    def _read(path: pathlib.Path) -> float | None:
         try:
-            return int(self.path.read_text().split()[1]) / 1e9
+            return int(path.read_text().split()[1]) / 1e9
         except (OSError, ValueError, IndexError):
             return None
+
+    def _readings(self) -> dict[str, float] | None:
+        if self.path is not None:
+            one = self._read(self.path)
+            return None if one is None else {"": one}
+        try:
+            tids = [d.name for d in self.tasks.iterdir()]
+        except OSError:
+            return None
+        found = {tid: self._read(self.tasks / tid / "schedstat") for tid in tids}
+        found = {tid: w for tid, w in found.items() if w is not None}
+        return found or None
 
     def wall(self) -> float:
         return time.monotonic() - self.wall_start
 
     def waited(self) -> float:
-        """Seconds the kernel waited for a CPU since the clock started (0 if unknown)."""
-        now = self._waited()
-        if now is not None:  # a process that is gone keeps its last reading
-            self._last_wait = max(self._last_wait, now)
-        return self._last_wait - self._start_wait
+        """Seconds the kernel was held up waiting for a CPU since the clock started (0 if unknown)."""
+        with self._lock:
+            now = self._readings()
+            if now:  # a process that is gone keeps its last reading
+                # A thread first seen now started after the last look: all its wait is new.
+                steps = [w - self._seen.get(tid, 0.0) for tid, w in now.items()]
+                self._waited_s += max([0.0, *steps])
+                self._seen = now
+            return self._waited_s
 
     def now(self) -> float:
         wall = self.wall()
