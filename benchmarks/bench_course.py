@@ -130,33 +130,39 @@ def learner_copy(ex):
     return namespace[ex.reference.__name__]
 
 
-def _off(value):
-    """``value`` changed so that no known mistake explains it (floats scaled and shifted)."""
+#: The ways :func:`_off` changes a float tensor: scaled and shifted (most checks see
+#: wrong values), negated (for an answer judged by what it does, where a scaled
+#: one may still do the same, like a W_Q judged by the attention it makes), zeros.
+OFF_WAYS = 3
+
+
+def _off(value, way: int = 0):
+    """``value`` changed so that no known mistake explains it (floats: see :data:`OFF_WAYS`)."""
     import torch
 
     if isinstance(value, torch.Tensor):
         if value.is_floating_point():
-            return value * 1.5 + 0.25
+            return (value * 1.5 + 0.25, -value, torch.zeros_like(value))[way]
         return ~value if value.dtype == torch.bool else value + 1
     if isinstance(value, tuple):
-        return (_off(value[0]), *value[1:])
+        return (_off(value[0], way), *value[1:])
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value + 1
     return value
 
 
-def wrong_answer(fn):
+def wrong_answer(fn, way: int = 0):
     """A wrong answer built on ``fn`` (a function or an ``nn.Module`` class): its output is off."""
     if isinstance(fn, type):
         class Wrong(fn):
             def forward(self, *args, **kwargs):
-                return _off(super().forward(*args, **kwargs))
+                return _off(super().forward(*args, **kwargs), way)
 
         Wrong.__name__ = fn.__name__
         return Wrong
 
     def wrong(*args, **kwargs):
-        return _off(fn(*args, **kwargs))
+        return _off(fn(*args, **kwargs), way)
 
     return wrong
 
@@ -185,12 +191,13 @@ def answers(ex):
             options = {**ex.run_options(), "forbidden": ()}
             return evaluate(ex, cases, run_cases(copy, cases, call=ex.call, **options))
         how = "run_cases + evaluate, no forbidden-call rule"
-    bad = wrong_answer(copy)
-
-    def wrong():
-        return check(ex.id, bad, quiet=True)
-
-    return right, how, (None if wrong().passed else wrong)
+    for way in range(OFF_WAYS):  # the first change of the output that the check rejects
+        bad = wrong_answer(copy, way)
+        if not check(ex.id, bad, quiet=True).passed:
+            def wrong(bad=bad):
+                return check(ex.id, bad, quiet=True)
+            return right, how, wrong
+    return right, how, None
 
 
 def check_rows(repeats: int = 5) -> list[dict]:

@@ -454,7 +454,24 @@ def _attention_section(results: dict, figs: dict) -> list[str]:
     return out
 
 
-def _training_section(results: dict, figs: dict) -> list[str]:
+def _full_training_paragraph(full: dict | None) -> list[str]:
+    """What an earlier, uncapped training run (``run.py training --train-cap 0``) measured."""
+    rows = (full or {}).get("sections", {}).get("training", {}).get("data") or []
+    reached = [r for r in rows if r.get("reached_step")]
+    if not reached:
+        return []
+    sec = full["sections"]["training"]
+    return [f"**The full runs**, from an earlier run of `python benchmarks/run.py training --train-cap 0` on "
+            f"the same machine ({full['started']}, commit `{full['commit']}`, load average "
+            f"{_load(sec.get('load_before'))} before and {_load(sec.get('load_after'))} after): "
+            + "; ".join(f"Chapter {r['chapter']} reached its {r['metric']} target ({r['target']:.3g}) at "
+                        f"step {r['reached_step']} of {r['recipe_steps']}, after "
+                        f"{r['reached_seconds']:.0f} s of training ({r['steps_per_second']:.1f} steps/s)"
+                        for r in reached)
+            + ". The steps depend on the seeds only; the seconds on the machine and its load.", ""]
+
+
+def _training_section(results: dict, figs: dict, full_training: dict | None = None) -> list[str]:
     rows = _data(results, "training")
     if not rows:
         return []
@@ -498,6 +515,7 @@ def _training_section(results: dict, figs: dict) -> list[str]:
                 + ". The steps per second hold; the time to the target needs the full run: "
                 "`python benchmarks/run.py training --train-cap 0` (the recipes' steps at the rate above).",
                 ""]
+        out += _full_training_paragraph(full_training)
     return out
 
 
@@ -608,7 +626,7 @@ def _noise_section(results: dict, previous: dict | None) -> list[str]:
 
 
 def render(results: dict, previous: dict | None = None, figs: dict | None = None,
-           results_name: str = "") -> str:
+           results_name: str = "", full_training: dict | None = None) -> str:
     """The page's Markdown. ``figs`` names the figures drawn (:func:`draw_figures`)."""
     figs = figs or {}
     m = results["machine"]
@@ -662,7 +680,7 @@ def render(results: dict, previous: dict | None = None, figs: dict | None = None
     out += _modules_section(results)
     out += _sizes_section(results, figs)
     out += _attention_section(results, figs)
-    out += _training_section(results, figs)
+    out += _training_section(results, figs, full_training)
     out += _generation_section(results)
     out += _checks_section(results)
     out += _grading_section(results)
@@ -684,7 +702,8 @@ def render(results: dict, previous: dict | None = None, figs: dict | None = None
 
 
 def write_page(results: dict, previous: dict | None = None, page: pathlib.Path = PAGE,
-               figures: pathlib.Path = FIGURES, results_name: str = "") -> pathlib.Path:
+               figures: pathlib.Path = FIGURES, results_name: str = "",
+               full_training: dict | None = None) -> pathlib.Path:
     figs = draw_figures(results, figures)
-    page.write_text(render(results, previous, figs, results_name))
+    page.write_text(render(results, previous, figs, results_name, full_training))
     return page

@@ -181,6 +181,21 @@ def previous_complete(folder: pathlib.Path, exclude: pathlib.Path | None,
     return best
 
 
+def full_training_run(folder: pathlib.Path, machine: dict) -> pathlib.Path | None:
+    """The latest saved run of the training section without a cap (``training --train-cap 0``)
+    on the same CPU and core count: the page cites its time to the targets."""
+    best = None
+    for path in sorted(folder.glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        same = all(doc.get("machine", {}).get(k) == machine.get(k) for k in ("cpu", "cores"))
+        if same and "training" in doc.get("sections", {}) and not doc.get("options", {}).get("train_cap_s"):
+            best = path
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -224,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     prev_path = args.previous or previous_complete(args.results, path, results["machine"])
     previous = json.loads(prev_path.read_text()) if prev_path else None
-    page = bench_page.write_page(results, previous, results_name=f"bench-results/{path.name}")
+    full = full_training_run(args.results, results["machine"])
+    page = bench_page.write_page(results, previous, results_name=f"bench-results/{path.name}",
+                                 full_training=json.loads(full.read_text()) if full else None)
     print(f"wrote {page.relative_to(common.ROOT)}"
           + (f" (compared with {prev_path})" if prev_path else " (no earlier run to compare with)"))
     return 0

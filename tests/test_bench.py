@@ -300,6 +300,27 @@ def test_the_previous_complete_run_on_the_same_cpu_is_the_one_compared(tmp_path)
     assert bench_run.previous_complete(tmp_path, current, machine) == older
 
 
+def test_a_capped_training_run_cites_the_latest_full_one_on_the_same_cpu(tmp_path):
+    """Training capped by --train-cap: the page says so and cites the last uncapped run."""
+    capped = fake_results()
+    ch9 = capped["sections"]["training"]["data"][1]  # not reached, stopped before the recipe's end
+    full = fake_results()
+    full["options"] = {**full["options"], "train_cap_s": 0}
+    full["sections"] = {"training": full["sections"]["training"]}
+    full["sections"]["training"]["data"][1].update(reached_step=800, reached_seconds=83.0)
+    other_cpu = json.loads(json.dumps(full))
+    other_cpu["machine"]["cpu"] = "Another CPU"
+    (tmp_path / "20260101-100000.json").write_text(json.dumps(full))
+    (tmp_path / "20260101-110000.json").write_text(json.dumps(capped))  # capped: not a full run
+    (tmp_path / "20260101-120000.json").write_text(json.dumps(other_cpu))
+    found = bench_run.full_training_run(tmp_path, capped["machine"])
+    assert found == tmp_path / "20260101-100000.json"
+    text = bench_page.render(capped, None, {}, "x.json", json.loads(found.read_text()))
+    assert "**Shortened runs.**" in text and f"step {ch9['steps']} of the recipe's 1200" in text
+    assert "Chapter 9 reached its validation perplexity target (1.72) at step 800 of 1200, after 83 s" in text
+    assert "**The full runs**" not in bench_page.render(capped, None, {}, "x.json", None)
+
+
 # ---------------------------------------------------------------------------
 # make test's record, the checks' answers
 # ---------------------------------------------------------------------------
