@@ -224,12 +224,35 @@ def test_build_w_q_learner_answers(fn, expected):
         assert res.status == "failed" and res.mistake == expected, res.message
 
 
-def test_build_w_q_other_wrong_answers_get_generic_feedback():
+def test_build_w_q_a_scale_right_for_some_sizes_only_is_named_too_flat():
+    """A fixed factor (from the example, without sqrt(d) or ln L) works for small cases only."""
     res = check("attention.build_w_q", w_hard_coded_20, quiet=True)
-    assert res.mistake == "wrong-values" and 0 < res.cases_passed < res.cases_total, res.message
-    assert "d=64" in res.message  # the case where sqrt(d) matters most
+    assert res.mistake == "too-flat" and 0 < res.cases_passed < res.cases_total, res.message
+    assert "(8, 64)" in res.message  # the case where sqrt(d) matters most
+    assert "some sizes only" in res.message
+
+    def from_the_example(x, target):  # sqrt(d) but not ln L: right for L <= 6 or so
+        return 3.5 * math.sqrt(x.shape[1]) * x.T @ x[target]
+
+    res = check("attention.build_w_q", from_the_example, quiet=True)
+    assert res.mistake == "too-flat" and "(12, 16)" in res.message, res.message
+
+
+def test_build_w_q_none_nan_and_numpy_get_messages_that_name_them():
     res = check("attention.build_w_q", w_numpy, quiet=True)
     assert res.status == "error" and "must return a tensor of shape (d, d)" in res.message
+
+    def forgot_return(x, target):
+        x.T @ x[target]
+
+    res = check("attention.build_w_q", forgot_return, quiet=True)
+    assert res.status == "error" and "returned None" in res.message, res.message
+
+    def overflowed(x, target):
+        return float("nan") * x.T @ x[target]
+
+    res = check("attention.build_w_q", overflowed, quiet=True)
+    assert res.status == "error" and "NaN or infinite" in res.message, res.message
 
 
 def test_build_w_q_cases_need_a_real_strength():

@@ -533,6 +533,13 @@ def test_spot_the_bug_the_reviewed_code_is_recognised():
         ({"split": FIX_SPLIT, "scale": FIX_SCALE}, "mask-remains"),
         ({"split": FIX_SPLIT, "scale": FIX_SCALE, "mask": "~pad_mask[:, None, :, None]"},
          "mask-hides-queries"),
+        # A learner who reads True as "blocked" drops the ~ (a learner-style session did).
+        ({"split": FIX_SPLIT, "scale": FIX_SCALE, "mask": "pad_mask[:, None, None, :]"},
+         "mask-inverted"),
+        ({"split": FIX_SPLIT, "scale": FIX_SCALE, "mask": "(pad_mask == 0)[:, None, None, :]"},
+         None),  # the right fix, spelled without ~
+        ({"split": FIX_SPLIT, "scale": FIX_SCALE, "mask": "(pad_mask == 1)[:, None, None, :]"},
+         "mask-inverted"),
     ],
 )
 def test_spot_the_bug_fixes_and_partial_fixes(edits, expected):

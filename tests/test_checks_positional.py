@@ -329,6 +329,8 @@ def rope_vectorised(*, exponent="arange2", start=0, sign=1.0, use_positions=True
 
 def rope_complex_numbers(x, positions=None, base=10000.0):  # right: pairs as complex numbers
     d = x.shape[-1]
+    if d % 2 == 1:
+        raise ValueError(f"RoPE rotates pairs of features: d = {d} is odd")
     if positions is None:
         positions = torch.arange(x.shape[-2])
     theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
@@ -418,3 +420,32 @@ def test_rope_odd_d_must_raise():
 
     res = check(ROPE, no_check, quiet=True)
     assert res.status == "failed" and res.mistake == "should-raise", res.message
+
+
+def test_rope_odd_d_must_raise_the_valueerror_the_statement_asks_for():
+    """Raising by accident (a broadcast that fails further down) is not rejecting the input."""
+    def no_parity_check(x, positions=None, base=10000.0):
+        d = x.shape[-1]
+        pos = torch.arange(x.shape[-2], dtype=torch.float64) if positions is None else positions.double()
+        a = pos[:, None] * base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+        c, s = a.cos().to(x.dtype), a.sin().to(x.dtype)
+        x0, x1 = x[..., 0::2], x[..., 1::2]
+        return torch.stack([x0 * c - x1 * s, x0 * s + x1 * c], -1).flatten(-2)
+
+    def asserts(x, positions=None, base=10000.0):
+        assert x.shape[-1] % 2 == 0, "d must be even"
+        return no_parity_check(x, positions, base)
+
+    class OddDimensionError(ValueError):
+        pass
+
+    def own_subclass(x, positions=None, base=10000.0):
+        if x.shape[-1] % 2:
+            raise OddDimensionError(f"d = {x.shape[-1]} is odd")
+        return no_parity_check(x, positions, base)
+
+    for wrong, raised in ((no_parity_check, "RuntimeError"), (asserts, "AssertionError")):
+        res = check(ROPE, wrong, quiet=True)
+        assert res.status == "failed" and res.mistake == "wrong-exception", res.message
+        assert raised in res.message and "ValueError" in res.message
+    assert check(ROPE, own_subclass, quiet=True).passed  # a subclass of ValueError is one

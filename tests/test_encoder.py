@@ -309,3 +309,33 @@ def test_record_attention_collects_every_layer_and_changes_nothing():
     # and the weights are the ones the layer's MultiHeadAttention computes
     layer0 = enc.layers[0]
     torch.testing.assert_close(maps["layers.0.self_attn"], layer0.self_attn(x, x, x, combine_masks(keep))[1])
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_residual_false_drops_only_the_additions(norm_first):
+    """residual=False (Chapter 4's measurement) is the same layer without the `x +`."""
+    layer = _randomize(EncoderLayer(D, H, FF, norm_first=norm_first)).eval()
+    plain = EncoderLayer(D, H, FF, norm_first=norm_first, residual=False).eval()
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(B, L, D)
+    keep = padding_mask(torch.tensor([L, 4, 2]), L)
+    mask = combine_masks(keep)
+
+    def attn(h):
+        return layer.self_attn(h, h, h, mask)[0]
+
+    if norm_first:
+        h = attn(layer.norm1(x))
+        expected = layer.feed_forward(layer.norm2(h))
+        with_residual = x + attn(layer.norm1(x))
+        with_residual = with_residual + layer.feed_forward(layer.norm2(with_residual))
+    else:
+        h = layer.norm1(attn(x))
+        expected = layer.norm2(layer.feed_forward(h))
+        with_residual = layer.norm1(x + attn(x))
+        with_residual = layer.norm2(with_residual + layer.feed_forward(with_residual))
+    torch.testing.assert_close(plain(x, mask), expected)
+    torch.testing.assert_close(layer(x, mask), with_residual)
+    assert EncoderLayer(D, H, FF).residual is True
+    enc = Encoder(D, H, 3, FF, norm_first=norm_first, residual=False)
+    assert all(not layer.residual for layer in enc.layers)

@@ -312,6 +312,10 @@ class EncoderLayer(nn.Module):
             :class:`RMSNorm`, ``functools.partial(LayerNorm, eps=1e-6)``, ...).
         feed_forward: builds the feed-forward sublayer from
             ``(d_model, d_ff, dropout)`` (:class:`FeedForward`, :class:`SwiGLU`).
+        residual: keep the residual connections (always, in a real model).
+            ``residual=False`` drops the ``x +`` of both sublayers, so that
+            Chapter 4 can measure what the residual connections do for a
+            deep stack (:mod:`transformer_workbook.figures.encoder`).
 
     Attention weights: the layer uses the fused kernel and keeps no weights,
     unless ``keep_attention`` is True (see :func:`record_attention`); it then
@@ -327,9 +331,11 @@ class EncoderLayer(nn.Module):
         norm_first: bool = False,
         norm: NormFactory = LayerNorm,
         feed_forward: FeedForwardFactory = FeedForward,
+        residual: bool = True,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
+        self.residual = residual
         self.self_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
         self.feed_forward = feed_forward(d_model, d_ff, dropout)
         self.norm1 = norm(d_model)
@@ -344,12 +350,16 @@ class EncoderLayer(nn.Module):
         ``mask``: bool, True = may attend, broadcastable to ``(B, H, L, L)``.
         """
         if self.norm_first:
-            x = x + self._self_attention(self.norm1(x), mask)  # (B, L, d_model)
-            x = x + self._feed_forward(self.norm2(x))  # (B, L, d_model)
+            x = self._add(x, self._self_attention(self.norm1(x), mask))  # x + SelfAttn(LN(x))
+            x = self._add(x, self._feed_forward(self.norm2(x)))  # x + FFN(LN(x))
         else:
-            x = self.norm1(x + self._self_attention(x, mask))  # (B, L, d_model)
-            x = self.norm2(x + self._feed_forward(x))  # (B, L, d_model)
-        return x
+            x = self.norm1(self._add(x, self._self_attention(x, mask)))  # LN(x + SelfAttn(x))
+            x = self.norm2(self._add(x, self._feed_forward(x)))  # LN(x + FFN(x))
+        return x  # (B, L, d_model)
+
+    def _add(self, x: torch.Tensor, sublayer_out: torch.Tensor) -> torch.Tensor:
+        """The residual connection: ``x + sublayer_out`` (only ``sublayer_out`` when ``residual=False``)."""
+        return x + sublayer_out if self.residual else sublayer_out
 
     def _self_attention(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         out, weights = self.self_attn(x, x, x, mask, need_weights=self.keep_attention)  # (B, L, d_model)
@@ -391,6 +401,8 @@ class Encoder(nn.Module):
             None, means ``norm_first`` (a pre-LN stack needs it, a post-LN
             stack already ends with one). ``nn.TransformerEncoder`` built by
             ``nn.Transformer`` has one in both cases.
+        residual: passed to every layer (False only to show what the
+            residual connections do).
 
     Shape: ``(B, L, d_model)`` in and out; ``mask`` as for :class:`EncoderLayer`.
     """
@@ -406,10 +418,11 @@ class Encoder(nn.Module):
         final_norm: bool | None = None,
         norm: NormFactory = LayerNorm,
         feed_forward: FeedForwardFactory = FeedForward,
+        residual: bool = True,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            EncoderLayer(d_model, n_heads, d_ff, dropout, norm_first, norm, feed_forward)
+            EncoderLayer(d_model, n_heads, d_ff, dropout, norm_first, norm, feed_forward, residual)
             for _ in range(n_layers)
         )
         if final_norm is None:

@@ -12,7 +12,7 @@ import torch
 
 from .. import attention as ref
 from .api import register
-from .core import Case, randn
+from .core import VALUE, Case, randn
 from .judging import Exercise, Mistake
 
 CHAPTER = "01_attention"
@@ -482,12 +482,18 @@ def attend_with_w_q(fn, case: Case):
     x, target = case.args
     w_q = fn(*case.args, **case.kwargs)
     L, d = x.shape
+    if w_q is None:
+        raise TypeError(f"build_w_q returned None (did you forget the `return` statement?): it "
+                        f"must return W_Q, a tensor of shape (d, d) = ({d}, {d})")
     if not isinstance(w_q, torch.Tensor):
         raise TypeError(f"build_w_q must return a tensor of shape (d, d) = ({d}, {d}); got "
                         f"{type(w_q).__name__}")
     if tuple(w_q.shape) != (d, d):
         raise ValueError(f"W_Q must have shape (d, d) = ({d}, {d}): it maps each embedding "
                          f"(d,) to a query (d,); got shape {tuple(w_q.shape)}")
+    if not torch.isfinite(w_q).all():
+        raise ValueError("W_Q has NaN or infinite entries (an overflow, or 0/0?): every entry "
+                         "must be a finite number")
     with torch.no_grad():
         x64 = x.double()
         scores = (x64 @ w_q.double()) @ x64.T / math.sqrt(d)  # (L, L): keys are the embeddings
@@ -536,6 +542,31 @@ def build_w_q_cases(seed: int) -> list[Case]:
     ]
 
 
+def _flat_on_some_cases(cases, outcomes, ref):
+    """Every query finds its target, but on some cases (not all) the weights are not focused."""
+    flat = []
+    for case, mine, r in zip(cases, outcomes, ref, strict=True):
+        if mine.kind != VALUE or not isinstance(mine.value, tuple) or len(mine.value) != 2:
+            return None
+        attended, focused = mine.value
+        if not (isinstance(attended, torch.Tensor) and torch.equal(attended, r.value[0])):
+            return None
+        if not bool(focused):
+            flat.append(case)
+    if not flat or len(flat) == len(cases):
+        return None  # all focused: passed; none: the "too-flat" mistake says it
+    sizes = ", ".join(str(tuple(c.args[0].shape)) for c in flat)
+    return (
+        "too-flat",
+        f"Every query's largest weight is on its target, and on {len(cases) - len(flat)} of "
+        f"{len(cases)} cases every query puts at least 90% there, but not on {len(flat)} "
+        f"(with (L, d) = {sizes}): your scale is large enough for some sizes only. The scores are divided "
+        "by sqrt(d), and the target competes with L - 1 other keys: its score must beat theirs "
+        "by about ln(9 (L - 1)) after that division. Compute the factor from x.shape (it grows "
+        "with sqrt(d) and ln(L)) rather than fixing a number.",
+    )
+
+
 def _strength(x):
     L, d = x.shape
     return math.sqrt(d) * 2 * math.log(9 * L)
@@ -574,6 +605,7 @@ register(
         reference=build_w_q,
         make_cases=build_w_q_cases,
         call=attend_with_w_q,
+        explain=_flat_on_some_cases,
         outputs=("attended", "focused"),
         points=3,
         notes={"exception": "The cases differ in L and d (L <= d), in the embeddings (one-hot or "

@@ -39,6 +39,7 @@ import dataclasses
 import importlib
 import inspect
 import math
+import os
 import sys
 import threading
 import time
@@ -64,12 +65,15 @@ class Case:
     describes the input's shape and purpose, never the expected answer.
     ``tags`` let a mistake say on which kinds of case it shows; the tag
     :data:`RAISES` marks an input the function must reject with an exception.
+    ``raises`` names the exception classes the statement asks for there
+    (``("ValueError",)``; a subclass counts); empty: any exception will do.
     """
 
     name: str
     args: tuple = ()
     kwargs: dict = dataclasses.field(default_factory=dict)
     tags: frozenset = frozenset()
+    raises: tuple = ()
 
     def describe(self) -> str:
         parts = [describe_value(a) for a in self.args]
@@ -119,6 +123,7 @@ class Outcome:
     varies: bool = False  # a second call on the same input gave a different result
     state: tuple = ()  # the learner's global torch state, where it differs from torch's defaults
     abandoned: bool = False  # TIMEOUT only: the code caught every attempt to stop it
+    error_types: tuple = ()  # ERROR only: the exception's class and its bases, by name
 
 
 class Unsupported(str):
@@ -463,12 +468,16 @@ class _Guard:
         _raise_in(thread_id, CheckTimeout)
 
 
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+
+
 def _learner_frame(tb) -> str:
     """The innermost traceback line outside this package (the learner's code)."""
     here = __name__.rsplit(".", 2)[0].replace(".", "/")
     frames = [
         f for f in traceback.extract_tb(tb)
         if here not in f.filename.replace("\\", "/") and f.filename != _HERE
+        and not f.filename.startswith(_TORCH_DIR)  # torch's own lines say nothing to a learner
     ]
     if not frames:
         return ""
@@ -483,8 +492,12 @@ def _error_outcome(exc: BaseException) -> Outcome:
     msg = safe_str(exc, 2000).strip().splitlines()
     first = msg[0] if msg else ""
     name = safe_str(getattr(type(exc), "__name__", "Exception"), 80)
+    try:
+        types = tuple(safe_str(getattr(c, "__name__", ""), 80) for c in type(exc).__mro__)
+    except Exception:  # noqa: BLE001 - a learner's exception class may do anything
+        types = (name,)
     return Outcome(ERROR, error=shorten(f"{name}: {first}".rstrip(": "), 400),
-                   where=_learner_frame(exc.__traceback__))
+                   where=_learner_frame(exc.__traceback__), error_types=types[:12])
 
 
 def default_call(fn: Callable, case: Case) -> Any:
@@ -654,6 +667,7 @@ def outcomes_to_payload(outcomes: Sequence[Outcome]) -> list[dict]:
             "varies": bool(o.varies),
             "state": list(o.state),
             "abandoned": bool(o.abandoned),
+            "error_types": list(o.error_types),
         }
         for o in outcomes
     ]
@@ -687,6 +701,7 @@ def outcomes_from_payload(payload: Any) -> list[Outcome]:
                 varies=item.get("varies") is True,
                 state=_strings(item.get("state", [])),
                 abandoned=item.get("abandoned") is True,
+                error_types=_strings(item.get("error_types", []), limit=12),
             )
         )
     return out

@@ -82,6 +82,16 @@ def _close(a: Any, b: Any, tol: Tolerance) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _wrong_exception(case: Case, mine: Outcome) -> bool:
+    """A case that must raise a named exception, and the learner raised another."""
+    return bool(case.must_raise and case.raises and mine.kind == ERROR
+                and not set(case.raises) & set(mine.error_types))
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def outcomes_agree(mine: Outcome, theirs: Outcome, tol: Tolerance, *, both_raise_ok: bool = True) -> bool:
     """Same behaviour on one case: both return close values, or both raise.
 
@@ -158,6 +168,10 @@ class Exercise:
         notes: the exercise's words for generic problems (keys of
             :data:`GENERIC_NOTES`): e.g. what its inputs vary in.
         repeat: run each case twice to catch randomness (dropout left on).
+        explain: ``(cases, outcomes, reference_outcomes) -> (mistake_id, message)``
+            or ``None``: names a mistake that no single implementation makes
+            (e.g. a scale large enough on some cases only); tried after
+            ``mistakes``, before the generic messages.
     """
 
     id: str
@@ -178,6 +192,7 @@ class Exercise:
     time_limit_s: float = 10.0
     repeat: bool = True
     seed: int = 0
+    explain: Callable[[list[Case], list[Outcome], list[Outcome]], tuple[str, str] | None] | None = None
 
     @property
     def reference_name(self) -> str:
@@ -319,7 +334,8 @@ def _structure_problem(mine: Any, ref: Any, names: Sequence[str], path: str = "t
         if mine.dtype != ref.dtype:
             return "wrong-dtype", (
                 f"{path} has dtype {mine.dtype}, but it should have dtype {ref.dtype} "
-                "(keep the dtype of the inputs)."
+                "(the dtype of the input tensors; float32, torch's default, for a table "
+                "built from sizes alone)."
             )
         if ref.is_floating_point():
             bad = ~torch.isfinite(mine) & torch.isfinite(ref)
@@ -479,7 +495,7 @@ def evaluate(exercise: Exercise, cases: Sequence[Case], outcomes: Sequence[Outco
     with standard_torch_state():
         ref = run_cases(ex.reference, cases, call=ex.call, time_limit_s=60.0, repeat=False)
     agree = [
-        outcomes_agree(m, r, ex.tolerance, both_raise_ok=case.must_raise)
+        outcomes_agree(m, r, ex.tolerance, both_raise_ok=case.must_raise) and not _wrong_exception(case, m)
         for case, m, r in zip(cases, outcomes, ref, strict=True)
     ]
     n_ok = sum(agree)
@@ -496,6 +512,10 @@ def evaluate(exercise: Exercise, cases: Sequence[Case], outcomes: Sequence[Outco
             if not (case.tags & mistake.ignore_tags)
         ):
             return result(FAILED, mistake.message, mistake.id, n_ok)
+    if ex.explain is not None:
+        named = ex.explain(cases, outcomes, ref)
+        if named is not None:
+            return result(FAILED, named[1], named[0], n_ok)
 
     if any(o.varies for o, ok in zip(outcomes, agree, strict=True) if not ok):
         case = next(c for c, o, ok in zip(cases, outcomes, agree, strict=True) if o.varies and not ok)
@@ -529,12 +549,25 @@ def evaluate(exercise: Exercise, cases: Sequence[Case], outcomes: Sequence[Outco
                     "exceptions you expect (`except ValueError:`)."
                 )
             return result(ERRORED, message, "timeout", n_ok)
+        if _wrong_exception(case, mine):
+            at = f" (at {mine.where})" if mine.where else ""
+            wanted = " or ".join(case.raises)
+            return result(
+                FAILED,
+                f"{where} your function raised {mine.error.rstrip('.')}{at}. This input is invalid, "
+                f"so raising is right, but the statement asks for {_article(wanted)} {wanted} with a message "
+                "that says what is wrong: an error raised by accident further down (a reshape or "
+                "a broadcast that fails) tells the caller nothing about why. Check the input "
+                f"first and raise it yourself. {ex.notes.get('must-raise', '')}".rstrip(),
+                "wrong-exception",
+                n_ok,
+            )
         if mine.kind in (ERROR, NOT_IMPLEMENTED):
             at = f" (at {mine.where})" if mine.where else ""
             hint = ""
             if n_ok:
                 hint = f" It worked on {_plural(n_ok, 'other case')}. {ex.note('exception')}"
-            return result(ERRORED, f"{where} your function raised {mine.error}{at}.{hint}{state}",
+            return result(ERRORED, f"{where} your function raised {mine.error.rstrip('.')}{at}.{hint}{state}",
                           "exception", n_ok)
         if mine.kind == NOT_RUN:
             continue

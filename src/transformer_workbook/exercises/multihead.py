@@ -620,6 +620,11 @@ class _MasksQueries(_Steps):
         return pad_mask[:, None, :, None]  # (B, 1, L, 1): hides whole rows (queries), not keys
 
 
+class _MaskInvertedInReview(_Steps):
+    def forward(self, x, pad_mask=None):  # the statement's True = real token, read as "blocked"
+        return super().forward(x, None if pad_mask is None else ~pad_mask)
+
+
 class _Unchanged(_BareReshape, _ScaleByDModel, _MaskOneAxis):
     pass
 
@@ -682,6 +687,13 @@ register(
                     "weights become NaN) while real queries still attend to the padding. Padding "
                     "is hidden as a key: `pad_mask[:, None, None, :]`, (B, 1, 1, L).",
                     _MasksQueries),
+            Mistake("mask-inverted",
+                    "Your mask is inverted: it hides the real tokens and lets every query attend "
+                    "only to the padding (a row with no padding gets all -inf scores, and NaN "
+                    "weights). In this module `pad_mask` is True at real tokens, so "
+                    "`masked_fill(~mask, -inf)` hides the padding; drop the extra `~` (or the "
+                    "`== 0`).",
+                    _MaskInvertedInReview),
         ],
         hints=[
             "There are three bugs, in three different lines of forward(); __init__ is right.",
