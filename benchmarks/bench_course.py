@@ -144,6 +144,10 @@ def _off(value, way: int = 0):
         if value.is_floating_point():
             return (value * 1.5 + 0.25, -value, torch.zeros_like(value))[way]
         return ~value if value.dtype == torch.bool else value + 1
+    if isinstance(value, torch.nn.Module):  # a function that builds a module (encoder.make_block)
+        forward = value.forward
+        value.forward = lambda *args, **kwargs: _off(forward(*args, **kwargs), way)
+        return value
     if isinstance(value, tuple):
         return (_off(value[0], way), *value[1:])
     if isinstance(value, (int, float)) and not isinstance(value, bool):
