@@ -602,7 +602,8 @@ def _noise_section(results: dict, previous: dict | None) -> list[str]:
                 "this section will say how much every figure moved between the two runs.", ""]
         return out
     diff = bench_compare.compare(previous, results)
-    out += [f"Between the previous run ({previous['started']}, load average "
+    which = "the previous run" if previous["started"] <= results["started"] else "a later run"
+    out += [f"Between {which} ({previous['started']}, load average "
             f"{_load(previous['load_before'])} at its start) and this one ({results['started']}, load "
             f"average {_load(results['load_before'])}), "
             "figure by figure (times, ratios and rates: relative change; slopes: difference; steps: "
