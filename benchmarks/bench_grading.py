@@ -29,14 +29,28 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def make_submissions(folder: pathlib.Path, n: int) -> tuple[list[pathlib.Path], dict[pathlib.Path, bool]]:
+    """``n`` learner folders, each holding a solutions notebook (full marks) or an exercises one (0).
+
+    The notebooks are those of the available chapters (the table of chapters),
+    a solutions and an exercises notebook per chapter; with fewer than that
+    many submissions, they are picked evenly across the chapters; with more,
+    they repeat.
+    """
+    from transformer_workbook import chapters
+
     sources = []
-    for sol in sorted((ROOT / "solutions").glob("*.ipynb")):
-        ex = ROOT / "exercises" / sol.name
-        sources.append((sol, True))
-        if ex.exists():
-            sources.append((ex, False))
+    for c in chapters.available():
+        sol, ex = ROOT / c.solutions_notebook, ROOT / c.exercises_notebook
+        if sol.exists():
+            sources.append((sol, True))
+            if ex.exists():
+                sources.append((ex, False))
     if not sources:
-        sys.exit("no solutions/*.ipynb to grade")
+        sys.exit("no solutions notebook of an available chapter to grade")
+    if n < len(sources):  # evenly across the chapters, in pairs (solutions, exercises)
+        pairs = [sources[i:i + 2] for i in range(0, len(sources), 2)]
+        picked = [pairs[round(i * len(pairs) / ((n + 1) // 2))] for i in range((n + 1) // 2)]
+        sources = [s for pair in picked for s in pair][:n]
     paths, full = [], {}
     for i in range(n):
         src, is_solution = sources[i % len(sources)]
@@ -67,13 +81,21 @@ def main(argv: list[str] | None = None) -> int:
             p.wait()
 
 
-def _run(args) -> int:
+def grade_cohort(n: int, jobs_list=(1, 2)) -> list[dict]:
+    """Grade ``n`` submissions (:func:`make_submissions`) once per job count; the figures of each run.
+
+    Per run: the wall-clock seconds, submissions per minute, the number of
+    unexpected grades (a solution without full marks, an exercise notebook with
+    points: must be 0), the median time per submission by stage
+    (``grading.timing_summary``: kernel start, notebook, harness, kernel stop,
+    judging, the rest), and each submission's time and notebook time.
+    """
     from transformer_workbook import grading
 
     figures = []
     with tempfile.TemporaryDirectory(prefix="tw-bench-grading-") as tmp:
-        paths, full = make_submissions(pathlib.Path(tmp), args.n)
-        for jobs in args.jobs:
+        paths, full = make_submissions(pathlib.Path(tmp), n)
+        for jobs in jobs_list:
             start = time.perf_counter()
             reports = grading.grade_many(paths, jobs=jobs)
             seconds = time.perf_counter() - start
@@ -85,11 +107,23 @@ def _run(args) -> int:
             fig = {"jobs": jobs, "submissions": len(reports), "seconds": round(seconds, 1),
                    "per_submission_median_s": round(per[len(per) // 2], 2),
                    "submissions_per_minute": round(60 * len(reports) / seconds, 1),
-                   "unexpected": len(bad)}
+                   "unexpected": len(bad),
+                   "stages": grading.timing_summary(reports),
+                   "submissions_graded": [
+                       {"notebook": f"{pathlib.Path(r.path).parent.name}/{pathlib.Path(r.path).name}",
+                        "source": "solutions" if full[pathlib.Path(r.path)] else "exercises",
+                        "seconds": r.seconds, "notebook_s": r.timings.get("notebook"), "status": r.status}
+                       for r in reports]}
             figures.append(fig)
-            print(f"--jobs {jobs}: {len(reports)} submissions in {seconds:.1f} s "
+            print(f"   --jobs {jobs}: {len(reports)} submissions in {seconds:.1f} s "
                   f"({fig['submissions_per_minute']} per minute; median {fig['per_submission_median_s']} s "
                   f"each){'; UNEXPECTED: ' + str(len(bad)) if bad else ''}", flush=True)
+            print(f"   {grading.format_timings(reports)}", flush=True)
+    return figures
+
+
+def _run(args) -> int:
+    figures = grade_cohort(args.n, args.jobs)
     info = {"benchmark": "grading", "cpus": os.cpu_count(), "python": platform.python_version(),
             "busy_processes": args.busy, "load_average": os.getloadavg(), "figures": figures}
     if args.json:

@@ -143,7 +143,7 @@ def get(key: int | str) -> Chapter:
 #: The book's prose pages around the chapters (book/*.md), in reading order.
 ROOT_PAGE = "book/intro"
 COURSE_PAGES = ("book/using", "book/exercises", "book/notation", "book/instructors")
-REFERENCE_PAGES = ("book/glossary", "book/references")
+REFERENCE_PAGES = ("book/glossary", "book/references", "book/performance")
 
 
 def toc_yaml() -> str:

@@ -32,6 +32,10 @@ How one submission is graded (see ``book/instructors.md`` for the instructor's v
    ``torch.allclose``, the package's reference functions...) can change the
    verdict. The message is the very message ``check`` printed for the learner.
 
+Each report also says where the submission's time went (``timings``: starting the
+kernel, the notebook, the harness, stopping the kernel, judging, the rest), and the
+command line prints the medians (:func:`~.report.format_timings`).
+
 Points live in the exercise registry (:attr:`Exercise.points`); a submission's
 score is the sum of the points of its passed exercises. Reports, the cohort
 summary and merging shard reports: :mod:`.report`; many submissions and
@@ -47,13 +51,16 @@ from .cli import main, merge_main
 from .judge import judge, load_result
 from .options import GradeOptions
 from .report import (
+    TIMING_STAGES,
     ExerciseReport,
     MergeError,
     SubmissionReport,
     cohort_summary,
     format_summary,
     format_table,
+    format_timings,
     merge_reports,
+    timing_summary,
     to_json,
     write_csv,
     write_summary_figure,
@@ -74,9 +81,9 @@ from .submission import grade_submission
 
 __all__ = [
     "FLAGGED", "GRADED", "GRADER_ERROR", "INVALID", "KERNEL_DIED", "MISSING", "NOT_GRADED", "TIMEOUT",
-    "UNKNOWN_CHAPTER", "ExerciseReport", "GradeOptions", "MergeError", "SubmissionReport",
+    "UNKNOWN_CHAPTER", "TIMING_STAGES", "ExerciseReport", "GradeOptions", "MergeError", "SubmissionReport",
     "case_to_data", "chapter_exercises", "cohort_summary", "detect_chapter", "expand_paths",
-    "format_summary", "format_table", "grade_many", "grade_submission", "judge", "load_result",
-    "main", "merge_main", "merge_reports", "parse_shard", "restore_file", "run_options",
-    "select_shard", "shard_list", "to_json", "write_csv", "write_summary_figure",
+    "format_summary", "format_table", "format_timings", "grade_many", "grade_submission", "judge",
+    "load_result", "main", "merge_main", "merge_reports", "parse_shard", "restore_file", "run_options",
+    "select_shard", "shard_list", "timing_summary", "to_json", "write_csv", "write_summary_figure",
 ]

@@ -137,6 +137,8 @@ def main(args) -> int:
     counts = collections.Counter(r.status for r in reports)
     summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "nothing to grade in this shard"
     print(f"{len(reports)} submission(s) in {time.monotonic() - start:.1f} s: {summary}")
+    if reports:
+        print(rep_.format_timings(reports))
     _write_outputs(reports, run_header(all_paths, len(reports), options, shard), args)
     return 1 if any(r.status == GRADER_ERROR for r in reports) else 0
 

@@ -188,6 +188,14 @@ class Run:
     harness_error: str = ""
     kernel_seconds: float = 0.0  # the kernel time the cells and the harness took
     exact_clock: bool = True  # False: the limits were measured on the wall clock
+    #: Where the wall-clock time went, in seconds, by stage (:data:`STAGES`; a stage
+    #: that never began is absent). Reported, never used to decide anything.
+    timings: dict = dataclasses.field(default_factory=dict)
+
+
+#: The stages of :func:`execute`, in order: starting the kernel (until it answers),
+#: the notebook's cells, the harness cell, and stopping the kernel.
+STAGES = ("kernel_start", "notebook", "harness", "kernel_stop")
 
 
 def signal_name(code: int | None) -> str:
@@ -238,6 +246,15 @@ def execute(nb, scratch: pathlib.Path, jobs_data: list, options: GradeOptions, m
             return None
 
     run = Run()
+    lap = {"stage": STAGES[0], "since": time.monotonic()}
+
+    def next_stage(stage: str | None) -> None:
+        """The wall time since the last call goes to the stage in progress; ``stage`` begins."""
+        now = time.monotonic()
+        done = lap["stage"]
+        run.timings[done] = run.timings.get(done, 0.0) + now - lap["since"]
+        lap["stage"], lap["since"] = stage or done, now
+
     work, grader = scratch / "work", scratch / "grader"
     km = AsyncKernelManager(kernel_name=sandbox.KERNEL_NAME,
                             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_dirs)]))
@@ -294,6 +311,7 @@ def execute(nb, scratch: pathlib.Path, jobs_data: list, options: GradeOptions, m
             run.exact_clock = clock.exact
             watchdog = Watchdog(clock, options.timeout_s, interrupt, kill_kernel)
             watchdog.start()
+            next_stage("notebook")  # the kernel has answered (nbclient waited for it)
             try:
                 for index, cell in enumerate(list(nb.cells)):
                     if cell.cell_type != "code" or not cell.source.strip():
@@ -309,6 +327,7 @@ def execute(nb, scratch: pathlib.Path, jobs_data: list, options: GradeOptions, m
                             run.cell_errors.append((index, ename, evalue))
                     if killed.is_set():
                         break
+                next_stage("harness")
                 if not killed.is_set():
                     # The cases exist on disk only from now on, under a random name.
                     token = secrets.token_hex(16)
@@ -325,6 +344,7 @@ def execute(nb, scratch: pathlib.Path, jobs_data: list, options: GradeOptions, m
                         run.harness_error = short(error, 200)
                     else:
                         run.finished = not killed.is_set()
+                next_stage("kernel_stop")
             except DeadKernelError:
                 run.died = True
                 run.died_in = state["stage"]
@@ -349,6 +369,7 @@ def execute(nb, scratch: pathlib.Path, jobs_data: list, options: GradeOptions, m
         run.died = True
         run.died_in = run.died_in or state["stage"]
     finally:
+        next_stage("kernel_stop")  # the stage in progress ends; stopping the kernel begins
         if watchdog is not None:
             watchdog.stop()
             watchdog.join()
@@ -356,6 +377,7 @@ def execute(nb, scratch: pathlib.Path, jobs_data: list, options: GradeOptions, m
             run.kernel_seconds = watchdog.used
         kill_kernel()
         stderr.close()
+        next_stage(None)
     return run, out_prefix
 
 

@@ -17,6 +17,12 @@ from .statuses import EXERCISE_STATUSES, PASSED, SUBMISSION_STATUSES
 REPORT_FORMAT = 2
 #: Mistakes shown per exercise in the terminal's cohort summary (the JSON has all).
 TOP_MISTAKES = 3
+#: Where a submission's time goes (:attr:`SubmissionReport.timings`), in order: starting
+#: its kernel (until it answers), running the notebook's cells, running the harness
+#: cell (the exercises' functions on the test cases), stopping the kernel, judging the
+#: results in the grader's process, and everything else (reading the file, making
+#: the cases, the scratch folder, looking for changed files).
+TIMING_STAGES = ("kernel_start", "notebook", "harness", "kernel_stop", "judging", "other")
 
 
 @dataclasses.dataclass
@@ -40,6 +46,8 @@ class SubmissionReport:
     exercises: list[ExerciseReport] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     sha256: str = ""
+    #: Where :attr:`seconds` went, by stage (:data:`TIMING_STAGES`), wall-clock seconds.
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -50,6 +58,7 @@ class SubmissionReport:
             "chapter": self.chapter,
             "message": self.message,
             "seconds": round(self.seconds, 2),
+            "timings": {k: round(float(v), 3) for k, v in self.timings.items()},
             "sha256": self.sha256,
             "exercises": [dataclasses.asdict(e) for e in self.exercises],
         }
@@ -64,7 +73,8 @@ class SubmissionReport:
                          for e in data["exercises"]]
             rep = cls(str(data["path"]), str(data["status"]), int(data["score"]), int(data["max_score"]),
                       str(data.get("chapter", "")), str(data.get("message", "")), exercises,
-                      float(data.get("seconds", 0.0)), str(data.get("sha256", "")))
+                      float(data.get("seconds", 0.0)), str(data.get("sha256", "")),
+                      {str(k): float(v) for k, v in dict(data.get("timings") or {}).items()})
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a submission report ({type(exc).__name__}: {exc})") from None
         if rep.status not in SUBMISSION_STATUSES or any(e.status not in EXERCISE_STATUSES for e in exercises):
@@ -107,6 +117,33 @@ def exercise_order(reports: Sequence[SubmissionReport]) -> list[str]:
             if e.id not in ids:
                 ids.append(e.id)
     return ids
+
+
+def timing_summary(reports: Sequence[SubmissionReport]) -> dict[str, float]:
+    """The median seconds per submission of each stage of :data:`TIMING_STAGES` (and of the total).
+
+    Over the submissions whose report has the stage; a stage no report has is left out.
+    """
+    import statistics
+
+    out: dict[str, float] = {}
+    for stage in TIMING_STAGES:
+        values = [r.timings[stage] for r in reports if stage in r.timings]
+        if values:
+            out[stage] = statistics.median(values)
+    if reports:
+        out["total"] = statistics.median(r.seconds for r in reports)
+    return out
+
+
+def format_timings(reports: Sequence[SubmissionReport]) -> str:
+    """One line: the median time per submission, by stage (``""`` without reports)."""
+    medians = timing_summary(reports)
+    if not medians:
+        return ""
+    stages = ", ".join(f"{stage.replace('_', ' ')} {medians[stage]:.2f} s"
+                       for stage in TIMING_STAGES if stage in medians)
+    return f"Median time per submission: {medians['total']:.2f} s ({stages})"
 
 
 def to_json(reports: Sequence[SubmissionReport], run: dict | None = None) -> dict:

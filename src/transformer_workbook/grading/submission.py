@@ -55,6 +55,9 @@ def grade_submission(path: str | os.PathLike, options: GradeOptions | None = Non
         if own_root:
             shutil.rmtree(root, ignore_errors=True)
         report.seconds = time.monotonic() - start
+        # Whatever no stage accounts for: reading the file, making the cases, the
+        # scratch folder, looking for files the notebook changed.
+        report.timings["other"] = max(0.0, report.seconds - sum(report.timings.values()))
     return report
 
 
@@ -141,7 +144,10 @@ def _grade_into(report: SubmissionReport, path: pathlib.Path, options: GradeOpti
         run, out_prefix = kernel.execute(nb, scratch, jobs_data, options, marker,
                                          sandbox.kernel_spec_dir(root))
 
+        report.timings.update(run.timings)
+
         # 4. Judge, here.
+        judging_start = time.monotonic()
         definers = judge.definer_errors(nb, run, [ex.target for ex in exercises])
         notes = judge.run_notes(run, options)
         results: list[ExerciseReport | None] = []
@@ -166,6 +172,7 @@ def _grade_into(report: SubmissionReport, path: pathlib.Path, options: GradeOpti
                 else:
                     res = judge.exercise_report(ex, NOT_GRADED, f"Not graded: {not_graded}")
             report.exercises[i] = res
+        report.timings["judging"] = time.monotonic() - judging_start
 
         # 5. Writes outside the scratch folder.
         _flag_changes(report, path, data, folder, before, notes, shared_folder)
