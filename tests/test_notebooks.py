@@ -42,6 +42,11 @@ def test_exercises_are_generated_from_solutions(path):
     assert nt.sources(read(target)) == nt.sources(expected), (
         f"{rel(target)} is out of date with {rel(path)}: run `make notebooks` (never edit exercises/ by hand)"
     )
+    # The grader reads a submission's chapter from this metadata (the file may be renamed).
+    meta = read(target).metadata.get("transformer_workbook", {})
+    assert meta.get("chapter") == path.stem == read(path).metadata["transformer_workbook"]["chapter"], (
+        f"{rel(target)}: metadata transformer_workbook.chapter should be {path.stem!r}: run `make notebooks`"
+    )
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "exercises").glob("*.ipynb")), ids=rel)

@@ -81,7 +81,8 @@ def generate_exercises(root: pathlib.Path) -> list[pathlib.Path]:
     """Write exercises/NN.ipynb for every solutions/NN.ipynb (sources only).
 
     Keeps the outputs of an existing exercise notebook when its sources are
-    unchanged, so regenerating is a no-op on a clean tree.
+    unchanged, so regenerating is a no-op on a clean tree; the course's own
+    metadata (its chapter, for the grader) still follows the solutions.
     """
     import nbformat
 
@@ -92,6 +93,11 @@ def generate_exercises(root: pathlib.Path) -> list[pathlib.Path]:
         if target.exists():
             old = nbformat.read(target, as_version=4)
             if sources(old) == sources(new):
+                key = "transformer_workbook"
+                if old.metadata.get(key) != new.metadata.get(key):
+                    old.metadata[key] = new.metadata[key]
+                    nbformat.write(old, target)
+                    written.append(target)
                 continue
         target.parent.mkdir(exist_ok=True)
         nbformat.write(new, target)
