@@ -150,7 +150,11 @@ def _off(value, way: int = 0):
         return value
     if isinstance(value, tuple):
         return (_off(value[0], way), *value[1:])
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, bool):  # a verdict (masking.leakage_test): the other one
+        return not value
+    if isinstance(value, str):  # a name (training.diagnose_run): another one
+        return value[::-1] + "?"
+    if isinstance(value, (int, float)):
         return value + 1
     return value
 
