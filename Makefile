@@ -81,7 +81,14 @@ book: $(STAMP) $(MATHJAX)
 # started, the environment's creation included) in _build/make-test.json: make bench
 # reports it (it cannot run make test within its own budget).
 TEST_START := $(shell date +%s)
-test: lint unit nbval book
+# The package tests and the Colab-like notebook runs go side by side (-j2): the tests
+# spend much of their time waiting for kernels, browsers and the grader's workers, the
+# notebooks mostly use one core; one after the other took 17 minutes on two idle cores.
+# Each one's output appears when it ends (--output-sync). The book comes last.
+test: lint $(STAMP) $(MATHJAX)
+	@echo "make test: unit and nbval run side by side; each one's output appears when it ends"
+	@$(MAKE) --no-print-directory -j2 --output-sync=target unit nbval
+	@$(MAKE) --no-print-directory book
 	@$(PY) benchmarks/record_make_test.py $(TEST_START)
 	@echo "make test: all passed"
 
