@@ -281,3 +281,35 @@ def test_leakage_mistakes_each_misjudge_a_different_set_of_layers():
                                 if not outcomes_agree(a, b, ex.tolerance))
         assert wrong[m.id], f"{m.id} agrees with the reference on every layer"
     assert len(set(wrong.values())) == len(wrong), wrong
+
+
+# Found by a learner-style session that had not read these tests.
+
+
+def test_leakage_test_may_use_gradients_or_numpy():
+    def by_gradients(layer, x):  # d output[i] / d x[j] for j > i must be 0
+        with torch.enable_grad():
+            x = x.detach().clone().requires_grad_(True)
+            y = layer(x)
+            for i in range(x.shape[1] - 1):
+                (g,) = torch.autograd.grad(y[:, i].sum(), x, retain_graph=True)
+                if g[:, i + 1:].abs().max() > 0:
+                    return True
+        return False
+
+    assert verdict("masking.leakage_test", by_gradients).passed
+
+    def with_numpy(layer, x):  # outputs do not track the (fixed) weights: .numpy() works
+        a = layer(x).numpy()
+        x2 = x.clone()
+        x2[:, -1] += 1
+        return bool(abs(a[:, :-1] - layer(x2).numpy()[:, :-1]).max() > 1e-6)
+
+    res = verdict("masking.leakage_test", with_numpy)
+    assert res.mistake == "only-last-position", res.message
+
+
+def test_a_wrong_type_message_never_shows_the_expected_value():
+    res = check("complexity.crossover_length", lambda d_model, d_ff=None: 1025.0, quiet=True)
+    assert res.mistake == "wrong-type" and "should be an int; got a float" in res.message
+    assert "(1025)" not in res.message

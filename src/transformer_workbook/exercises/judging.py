@@ -343,7 +343,9 @@ def _structure_problem(mine: Any, ref: Any, names: Sequence[str], path: str = "t
                 )
         return None
     if type(mine) is not type(ref):
-        return "wrong-type", f"{path} should be {describe_output(ref)}; got {describe_output(mine)}."
+        # The type only: a message never shows the expected value.
+        want = type(ref).__name__
+        return "wrong-type", f"{path} should be {_article(want)} {want}; got {describe_output(mine)}."
     return None
 
 

@@ -297,7 +297,9 @@ def _mask(kind: str, L: int, pair: tuple) -> torch.Tensor | None:
 def build_layer(case: LayerCase):
     """The function ``layer(x)`` ``(B, L, d_model) -> (B, L, d_model)`` that ``case`` describes.
 
-    It computes in float64 and returns ``x``'s dtype: float32 rounding then
+    Gradients flow from ``x`` through it (a learner's test may use them); the
+    weights are fixed. It computes
+    in float64 and returns ``x``'s dtype: float32 rounding then
     hides every difference below 1e-16, so a layer that ignores the order of
     the positions it sees gives *exactly* the same outputs for any order
     (the learner's choice of tolerance cannot make it seem to leak), and a
@@ -307,37 +309,34 @@ def build_layer(case: LayerCase):
     if case.layer == "decoder-layer":
         block = DecoderLayer(d_model, case.n_heads, case.d_ff, norm_first=True, cross_attention=False)
         load_params(block, case.params)
-        block.double().eval()
+        block.double().eval().requires_grad_(False)  # outputs track x only
 
         def layer(x):
-            with torch.no_grad():
-                out = block(x.double(), self_mask=ref.causal_mask(x.size(1)))  # (B, L, d_model)
+            out = block(x.double(), self_mask=ref.causal_mask(x.size(1)))  # (B, L, d_model)
             return out.to(x.dtype)
 
         return layer
     mha = MultiHeadAttention(d_model, case.n_heads)
     load_params(mha, case.params)
-    mha.double().eval()
+    mha.double().eval().requires_grad_(False)  # outputs track x only
     kind, pair = case.layer, tuple(case.pair)
 
     if kind == "weak":
         def layer(x):
-            with torch.no_grad():
-                h, L = x.double(), x.size(1)
-                bias = torch.zeros(L, L, dtype=h.dtype).masked_fill(~ref.causal_mask(L), -10.0)  # added
-                q, k, v = (split_heads(p(h), case.n_heads) for p in (mha.q_proj, mha.k_proj, mha.v_proj))
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, L, d_head)
-                return mha.out_proj(combine_heads(out)).to(x.dtype)  # (B, L, d_model)
+            h, L = x.double(), x.size(1)
+            bias = torch.zeros(L, L, dtype=h.dtype).masked_fill(~ref.causal_mask(L), -10.0)  # added
+            q, k, v = (split_heads(p(h), case.n_heads) for p in (mha.q_proj, mha.k_proj, mha.v_proj))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, L, d_head)
+            return mha.out_proj(combine_heads(out)).to(x.dtype)  # (B, L, d_model)
 
         return layer
 
     def layer(x):
-        with torch.no_grad():
-            h = x.double()
-            if kind == "centred":
-                h = h - h.mean(dim=1, keepdim=True)  # the mean over *all* positions, future included
-            mask = _mask(kind, x.size(1), pair)
-            out = mha(h, h, h, mask=mask, need_weights=(kind == "causal-weights"))[0]  # (B, L, d_model)
+        h = x.double()
+        if kind == "centred":
+            h = h - h.mean(dim=1, keepdim=True)  # the mean over *all* positions, future included
+        mask = _mask(kind, x.size(1), pair)
+        out = mha(h, h, h, mask=mask, need_weights=(kind == "causal-weights"))[0]  # (B, L, d_model)
         return out.to(x.dtype)
 
     return layer
