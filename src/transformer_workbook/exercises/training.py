@@ -645,16 +645,17 @@ register(
 )
 
 
-def example_runs(seed: int = 0) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+def example_runs(seed: int = 0) -> list[tuple[str, list[float], list[float]]]:
     """Labelled practice runs, ``(kind, train_loss, val_loss)``: two of each kind.
 
-    Drawn like the check's runs, from other seeds (the check's are not shown).
+    Drawn like the check's runs, from other seeds (the check's are not shown),
+    and handed over as the check hands them: lists of floats.
     """
     out = []
     for i, kind in enumerate(KINDS):
         for j, (steps, evals) in enumerate(((400, 10), (900, 15))):
             train, val = example_run(kind, steps, evals, seed=10_000 + 97 * seed + 10 * i + j,
                                      nan=(j == 0))
-            out.append((kind, train, val))
+            out.append((kind, train.tolist(), val.tolist()))
     return out
 
